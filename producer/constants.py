@@ -1,0 +1,32 @@
+"""Names shared by producers and workers: stream keys, group names, wire fields.
+
+Every Redis key ailedger touches is derived here, so that producer, worker, CLI
+and tests agree on one spelling.
+"""
+
+from __future__ import annotations
+
+DEFAULT_STREAM = "ailedger:events"
+DEFAULT_GROUP = "ailedger"
+
+#: The single field of a stream entry: the event as one orjson-encoded object.
+EVENT_FIELD = b"e"
+
+#: Wire format version, stored alongside the event so that workers can tell
+#: old producers from new ones after the format changes.
+VERSION_FIELD = b"v"
+WIRE_VERSION = b"1"
+
+
+def dead_letter_stream(stream: str) -> str:
+    """The stream that keeps entries which could not be stored, with their reason."""
+    return f"{stream}:dead"
+
+
+def heartbeat_key(stream: str, consumer: str) -> str:
+    """The TTL key a live consumer refreshes, with its counters."""
+    return f"{stream}:heartbeat:{consumer}"
+
+
+def heartbeat_pattern(stream: str) -> str:
+    return f"{stream}:heartbeat:*"

@@ -1,0 +1,69 @@
+"""Turns the fields a service logged into the bytes of one stream entry (sender thread only)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from producer.redact import redact
+from producer.usage import usage_from_response
+
+log = logging.getLogger("ailedger.producer")
+
+_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
+_PAYLOAD_FIELDS = ("request_data", "response_data")
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    if isinstance(value, BaseException):
+        return f"{type(value).__name__}: {value}"
+    return str(value)
+
+
+def encode_event(fields: dict[str, Any], *, max_payload_bytes: int) -> tuple[str, bytes]:
+    """``(event_id, payload)`` for the stream. Never raises: the event is always sent."""
+    event_id = str(fields["id"])
+    logged_at: float = fields.pop("_logged_at", 0.0)
+    try:
+        response = fields.pop("response", None)
+        if response is not None:
+            for name, value in usage_from_response(response).items():
+                fields.setdefault(name, value)
+            if "response_data" not in fields and isinstance(response, dict):
+                fields["response_data"] = response
+        if "timestamp" not in fields:
+            # The event records when the call started; a logged latency tells us how long ago.
+            started = logged_at
+            latency = fields.get("latency_ms")
+            if isinstance(latency, int | float) and not isinstance(latency, bool) and latency > 0:
+                started -= latency / 1000
+            fields["timestamp"] = datetime.fromtimestamp(started, UTC)
+        error = fields.get("error_message")
+        if isinstance(error, BaseException):
+            fields["error_message"] = f"{type(error).__name__}: {error}"
+        for name in _PAYLOAD_FIELDS:
+            if fields.get(name) is not None:
+                fields[name] = redact(fields[name], max_bytes=max_payload_bytes)
+        return event_id, orjson.dumps(fields, default=_default, option=_OPTIONS)
+    except Exception as exc:
+        # Something in the fields defeats the encoder (a huge int, a broken __str__):
+        # send what can be sent, and say which field was the problem, so the worker
+        # can keep the call and its reason instead of the producer losing it.
+        log.warning("ailedger could not encode event %s: %s", event_id, exc)
+        safe = {
+            k: v
+            for k, v in fields.items()
+            if isinstance(v, str | float | None) or (isinstance(v, int) and abs(v) < 2**63)
+        }
+        safe["id"] = event_id
+        safe.setdefault("timestamp", logged_at)
+        safe["_encode_error"] = f"{type(exc).__name__}: {exc}"[:500]
+        return event_id, orjson.dumps(safe, default=repr, option=_OPTIONS)

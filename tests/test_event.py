@@ -1,0 +1,128 @@
+"""What a worker accepts, cleans or rejects — checked entry by entry."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+
+from producer.constants import EVENT_FIELD
+from worker.event import ParsedEvent, Rejection, parse_entry, parse_payload
+
+
+def event(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "timestamp": datetime.now(UTC).isoformat(),
+        "task": "material_classification",
+        "model": "claude-3-5-haiku-20241022",
+        "input_tokens": 812,
+        "output_tokens": 64,
+        "latency_ms": 930,
+    }
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not ...}
+
+
+def accepted(payload: dict[str, Any]) -> ParsedEvent:
+    result = parse_payload(payload)
+    assert isinstance(result, ParsedEvent), getattr(result, "reason", result)
+    return result
+
+
+def rejected(payload: Any) -> str:
+    result = parse_payload(payload)
+    assert isinstance(result, Rejection), result
+    return result.reason
+
+
+def test_valid_event_round_trips() -> None:
+    parsed = accepted(event(job_id=str(uuid.uuid4()), provider="anthropic"))
+    assert parsed.event.input_tokens == 812
+    assert parsed.event.provider == "anthropic"
+    assert parsed.notes == {}
+
+
+def test_epoch_seconds_are_accepted_as_timestamps() -> None:
+    parsed = accepted(event(timestamp=1_750_000_000.5))
+    assert parsed.event.timestamp == datetime.fromtimestamp(1_750_000_000.5, UTC)
+
+
+def test_opentelemetry_names_are_aliases() -> None:
+    payload = {
+        "id": str(uuid.uuid4()),
+        "timestamp": datetime.now(UTC).isoformat(),
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "gpt-4o",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.usage.input_tokens": 120,
+        "gen_ai.usage.output_tokens": 30,
+    }
+    parsed = accepted(payload)
+    assert (parsed.event.task, parsed.event.model, parsed.event.provider) == (
+        "chat",
+        "gpt-4o",
+        "openai",
+    )
+    assert (parsed.event.input_tokens, parsed.event.output_tokens) == (120, 30)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"task": ...}, "task"),
+        ({"model": ""}, "model"),
+        ({"input_tokens": -5}, "input_tokens"),
+        ({"output_tokens": 2**40}, "output_tokens"),
+        ({"id": "not-a-uuid"}, "id"),
+        ({"timestamp": "1970-01-01T00:00:00Z"}, "before 2015"),
+        ({"timestamp": (datetime.now(UTC) + timedelta(days=30)).isoformat()}, "future"),
+        ({"action": "retry_later"}, "action"),
+        ({"cost": -0.01}, "cost"),
+        ({"input_tokens": "lots"}, "input_tokens"),
+    ],
+)
+def test_bad_cost_bearing_fields_reject_with_a_reason(
+    overrides: dict[str, Any], fragment: str
+) -> None:
+    reason = rejected(event(**overrides))
+    assert fragment in reason
+
+
+def test_not_an_object_or_not_json_is_rejected() -> None:
+    assert "JSON object" in rejected([1, 2, 3])
+    result = parse_entry({EVENT_FIELD: b"{not json"})
+    assert isinstance(result, Rejection) and "not valid JSON" in result.reason
+    result = parse_entry({b"other": b"x"})
+    assert isinstance(result, Rejection) and "no 'e' field" in result.reason
+
+
+def test_a_bad_soft_field_is_dropped_and_noted_not_fatal() -> None:
+    parsed = accepted(
+        event(confidence_breakdown={"model_confidence": 7}, request_data="not an object")
+    )
+    assert parsed.event.confidence_breakdown is None
+    assert parsed.event.request_data is None
+    assert parsed.event.input_tokens == 812  # the cost record survives
+    assert set(parsed.notes) == {"confidence_breakdown", "request_data"}
+
+
+def test_nul_characters_are_cleaned_and_noted() -> None:
+    parsed = accepted(event(error_message="bad\x00byte", response_data={"text": "a\x00b"}))
+    assert parsed.event.error_message == "badbyte"
+    assert parsed.event.response_data == {"text": "ab"}
+    assert "NUL" in parsed.notes["error_message"] and "NUL" in parsed.notes["response_data"]
+
+
+def test_rejection_keeps_the_event_id_when_there_is_one() -> None:
+    payload = event(input_tokens=-1)
+    result = parse_payload(payload)
+    assert isinstance(result, Rejection) and result.event_id == payload["id"]
+
+
+def test_raw_entry_from_the_wire() -> None:
+    payload = orjson.dumps(event())
+    assert isinstance(parse_entry({EVENT_FIELD: payload, b"v": b"1"}), ParsedEvent)

@@ -1,0 +1,383 @@
+"""The worker: one consumer of the group, reading batches and storing them.
+
+Each iteration takes one batch — first this consumer's own unacknowledged
+entries (a restart under the same name), then entries idle too long at other
+consumers (XAUTOCLAIM: a killed worker's batch), then new ones (XREADGROUP >) —
+validates, prices and scores it, writes rows and rejects in one transaction, and
+only then acknowledges. A failure anywhere leaves the batch unacknowledged: it is
+retried, never lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+from uuid import uuid4
+
+import orjson
+import psycopg
+import redis
+import structlog
+
+from producer.backoff import Backoff
+from producer.connection import connect
+from producer.constants import dead_letter_stream, heartbeat_key
+from worker.prepare import Entry, PreparedBatch, prepare_batch
+from worker.pricing import PriceBook, load_overrides
+from worker.settings import Settings
+from worker.store import Reject, Row, write_batch
+
+log = structlog.get_logger("ailedger.worker")
+
+#: How long a burst worker waits for new entries before deciding the stream is drained.
+BURST_BLOCK_MS = 200
+
+
+@dataclass(slots=True)
+class WorkerCounters:
+    batches: int = 0
+    entries: int = 0
+    inserted: int = 0
+    rejected: int = 0
+    claimed: int = 0
+
+
+class Worker:
+    """A consumer in the group: ``start()``/``stop(timeout)``/``join()``, or ``run()`` in place."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        consumer: str | None = None,
+        burst: bool = False,
+        pricebook: PriceBook | None = None,
+        backoff: type[Backoff] = Backoff,
+    ) -> None:
+        self.settings = settings
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid4().hex[:6]}"
+        self.burst = burst
+        self.counters = WorkerCounters()
+        self._pricebook = pricebook
+        self._new_backoff = backoff
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._redis: redis.Redis | None = None
+        self._conn: psycopg.Connection[Any] | None = None
+        self._own_backlog = True
+        self._next_claim = 0.0
+        self._claim_cursor = "0-0"
+        self._next_heartbeat = 0.0
+        self._started_at = time.time()
+        self._down: str | None = None
+        self.log = log.bind(consumer=self.consumer)
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name=f"ailedger-worker-{self.consumer}")
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Ask the worker to finish its batch and exit; waits up to ``timeout`` if started."""
+        self._stop.set()
+        if self._thread is not None and timeout is not None:
+            self.join(timeout)
+
+    def join(self, timeout: float | None = None) -> bool:
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self.log.warning("worker did not stop in time", timeout_s=timeout)
+            return False
+        return True
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> None:
+        """Consume until stopped (or, in burst mode, until nothing is left)."""
+        self.log.info("worker started", stream=self.settings.stream, group=self.settings.group)
+        backoff = self._new_backoff()
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._heartbeat()
+                    entries = self._next_entries()
+                    if entries:
+                        self._handle(entries)
+                    elif self.burst and not self._own_backlog:
+                        break
+                    self._recovered(backoff)
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    self._went_down("redis", exc)
+                    self._redis = None
+                    self._retry_later(backoff)
+                except psycopg.OperationalError as exc:
+                    self._went_down("postgres", exc)
+                    self._conn = None
+                    self._retry_later(backoff)
+                except redis.ResponseError as exc:
+                    if "NOGROUP" in str(exc):  # stream or group deleted under us: recreate
+                        self._redis = None
+                    self.log.exception("worker iteration failed; backing off")
+                    self._retry_later(backoff)
+                except Exception:  # guarded: one bad iteration never kills the loop
+                    self.log.exception("worker iteration failed; backing off")
+                    self._retry_later(backoff)
+        finally:
+            self._close()
+            self.log.info(
+                "worker stopped",
+                batches=self.counters.batches,
+                entries=self.counters.entries,
+                inserted=self.counters.inserted,
+                rejected=self.counters.rejected,
+            )
+
+    def _retry_later(self, backoff: Backoff) -> None:
+        # Whatever this consumer was given and did not acknowledge is read again
+        # first on the next iteration: a failed batch is retried, not abandoned.
+        self._own_backlog = True
+        self._stop.wait(backoff.next_delay())
+
+    # -- reading -------------------------------------------------------------
+
+    def _client(self) -> redis.Redis:
+        if self._redis is None:
+            self._redis = connect(
+                self.settings.redis_url,
+                socket_timeout=self.settings.block_ms / 1000 + 10,
+                connect_timeout=5,
+            )
+            self._ensure_group(self._redis)
+        return self._redis
+
+    def _ensure_group(self, client: redis.Redis) -> None:
+        try:
+            client.xgroup_create(self.settings.stream, self.settings.group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def _next_entries(self) -> list[Entry]:
+        client = self._client()
+        settings = self.settings
+        if self._own_backlog:
+            # Entries this consumer name was given before and never acknowledged.
+            entries = self._read(client, "0", block=None)
+            if entries:
+                return entries
+            self._own_backlog = False
+        now = time.monotonic()
+        if now >= self._next_claim:
+            cursor, claimed, _deleted = client.xautoclaim(
+                settings.stream,
+                settings.group,
+                self.consumer,
+                min_idle_time=settings.claim_idle_ms,
+                start_id=self._claim_cursor,
+                count=settings.batch_size,
+            )
+            self._claim_cursor = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
+            if self._claim_cursor == "0-0":
+                self._next_claim = now + settings.claim_every_s
+            claimed = [(sid, fields) for sid, fields in claimed if fields is not None]
+            if claimed:
+                self.counters.claimed += len(claimed)
+                self.log.info("claimed idle entries", count=len(claimed))
+                return claimed
+        block = BURST_BLOCK_MS if self.burst else settings.block_ms
+        return self._read(client, ">", block=block)
+
+    def _read(self, client: redis.Redis, start: str, *, block: int | None) -> list[Entry]:
+        response = client.xreadgroup(
+            self.settings.group,
+            self.consumer,
+            {self.settings.stream: start},
+            count=self.settings.batch_size,
+            block=block,
+        )
+        if not response:
+            return []
+        _stream, entries = response[0]
+        # An entry deleted while pending comes back with no fields: nothing to store,
+        # but it must leave the pending list.
+        gone = [sid for sid, fields in entries if not fields]
+        if gone:
+            client.xack(self.settings.stream, self.settings.group, *gone)
+        return [(sid, fields) for sid, fields in entries if fields]
+
+    # -- handling --------------------------------------------------------------
+
+    def _prices(self) -> PriceBook:
+        if self._pricebook is None:
+            self._pricebook = PriceBook(
+                overrides_loader=self._load_overrides, ttl_s=self.settings.price_cache_ttl_s
+            )
+        return self._pricebook
+
+    def _load_overrides(self) -> list[Any]:
+        return load_overrides(self._db())
+
+    def _handle(self, entries: list[Entry]) -> None:
+        started = time.perf_counter()
+        batch = prepare_batch(entries, pricebook=self._prices(), settings=self.settings)
+        inserted = self._write(batch)
+        if inserted is None:
+            return  # stopped while Postgres was away: the batch stays pending for later
+        self._acknowledge(batch)
+        counters = self.counters
+        counters.batches += 1
+        counters.entries += len(batch.ids)
+        counters.inserted += inserted
+        counters.rejected += len(batch.rejects)
+        self.log.debug(
+            "batch stored",
+            batch_size=len(batch.ids),
+            inserted=inserted,
+            rejected=len(batch.rejects),
+            unpriced=batch.unpriced,
+            ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+
+    def _db(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = psycopg.connect(
+                self.settings.database_url, autocommit=True, connect_timeout=5
+            )
+        return self._conn
+
+    def _write(self, batch: PreparedBatch) -> int | None:
+        """Commit the batch; retries while Postgres is away. None if stopped meanwhile."""
+        backoff = self._new_backoff()
+        while True:
+            try:
+                conn = self._db()
+                try:
+                    inserted = write_batch(
+                        conn, batch.rows, batch.rejects, stream=self.settings.stream
+                    )
+                except (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError):
+                    # Some row Postgres refuses: find it, keep it as a reject, store the rest.
+                    inserted = self._write_isolating(conn, batch)
+            except psycopg.OperationalError as exc:
+                self._went_down("postgres", exc)
+                if self._conn is not None:
+                    self._conn.close()
+                self._conn = None
+                if self._stop.wait(backoff.next_delay()):
+                    return None
+                continue
+            self._recovered(backoff)
+            return inserted
+
+    def _write_isolating(self, conn: psycopg.Connection[Any], batch: PreparedBatch) -> int:
+        stream = self.settings.stream
+        source = {row[0]: src for row, src in zip(batch.rows, batch.sources, strict=True)}
+        inserted = 0
+        refused: list[Reject] = []
+
+        def store(rows: list[Row]) -> None:
+            nonlocal inserted
+            try:
+                inserted += write_batch(conn, rows, stream=stream)
+            except (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError) as exc:
+                if len(rows) == 1:
+                    stream_id, raw = source[rows[0][0]]
+                    refused.append(
+                        Reject(
+                            stream_id=stream_id.decode(),
+                            reason=f"Postgres refused the row: {str(exc).splitlines()[0]}",
+                            raw=raw,
+                            event_id=str(rows[0][0]),
+                        )
+                    )
+                    return
+                middle = len(rows) // 2
+                store(rows[:middle])
+                store(rows[middle:])
+
+        store(batch.rows)
+        batch.rejects.extend(refused)
+        write_batch(conn, [], batch.rejects, stream=stream)
+        self.log.warning("rows refused by Postgres were dead-lettered", count=len(refused))
+        return inserted
+
+    def _acknowledge(self, batch: PreparedBatch) -> None:
+        settings = self.settings
+        pipe = self._client().pipeline(transaction=False)
+        dead = dead_letter_stream(settings.stream)
+        for reject in batch.rejects:
+            pipe.xadd(
+                dead,
+                {
+                    b"stream_id": reject.stream_id,
+                    b"reason": reject.reason,
+                    b"raw": reject.raw,
+                    b"consumer": self.consumer,
+                },
+            )
+        if batch.ids:
+            pipe.xack(settings.stream, settings.group, *batch.ids)
+        pipe.execute()
+        if batch.rejects:
+            self.log.warning(
+                "entries dead-lettered",
+                count=len(batch.rejects),
+                first_reason=batch.rejects[0].reason,
+            )
+
+    # -- health ----------------------------------------------------------------
+
+    def _heartbeat(self) -> None:
+        now = time.monotonic()
+        if now < self._next_heartbeat:
+            return
+        self._next_heartbeat = now + 1.0
+        counters = self.counters
+        beat = {
+            "consumer": self.consumer,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started_at": self._started_at,
+            "beat_at": time.time(),
+            "batches": counters.batches,
+            "entries": counters.entries,
+            "inserted": counters.inserted,
+            "rejected": counters.rejected,
+            "claimed": counters.claimed,
+            "down": self._down,
+        }
+        self._client().set(
+            heartbeat_key(self.settings.stream, self.consumer),
+            orjson.dumps(beat),
+            ex=self.settings.heartbeat_ttl_s,
+        )
+
+    def _went_down(self, what: str, exc: Exception) -> None:
+        # Logged once per state change, not once per attempt.
+        if self._down != what:
+            self._down = what
+            self.log.warning(f"{what} unavailable; retrying with backoff", error=str(exc))
+
+    def _recovered(self, backoff: Backoff) -> None:
+        if self._down is not None:
+            self.log.info(f"{self._down} is back", attempts=backoff.attempts)
+            self._down = None
+        backoff.reset()
+
+    def _close(self) -> None:
+        if self._redis is not None:
+            with contextlib.suppress(redis.RedisError):
+                self._redis.delete(heartbeat_key(self.settings.stream, self.consumer))
+            self._redis.close()
+        if self._conn is not None:
+            self._conn.close()

@@ -1,0 +1,263 @@
+"""The event as workers accept it: validation of one raw stream entry.
+
+``parse_entry`` turns the bytes a producer wrote into a :class:`CallEvent`, or into a
+:class:`Rejection` whose reason a person can act on. Fields that decide what a call
+cost (ids, task, model, timestamps, token counts, a reported cost, the action) are
+strict: a bad one rejects the entry, which is kept in the dead letters. Descriptive
+fields (breakdown, payloads, messages) are soft: a bad one is dropped or cleaned and
+the row notes it, so the call's cost record is never lost to a malformed extra.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import orjson
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+
+INT32_MAX = 2**31 - 1
+#: Calls older than this are almost surely a producer bug (epoch zero, ms read as s).
+OLDEST_TIMESTAMP = datetime(2015, 1, 1, tzinfo=UTC)
+#: How far ahead of the worker's clock a producer's clock may run.
+MAX_CLOCK_SKEW = timedelta(days=1)
+MAX_TEXT = 10_000
+MAX_JSON_BYTES = 256 * 1024
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Count = Annotated[int, Field(ge=0, le=INT32_MAX, strict=False)]
+
+
+def _alias(name: str, *others: str) -> Any:
+    return Field(default=None, validation_alias=AliasChoices(name, *others))
+
+
+class CallEvent(BaseModel):
+    """One AI call, validated. Accepts OpenTelemetry GenAI names as aliases."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    id: UUID
+    timestamp: datetime
+    task: Name = Field(validation_alias=AliasChoices("task", "gen_ai.operation.name"))
+    model: Name = Field(
+        validation_alias=AliasChoices("model", "gen_ai.request.model", "gen_ai.response.model")
+    )
+    job_id: UUID | None = None
+    provider: Name | None = _alias("provider", "gen_ai.provider.name", "gen_ai.system")
+    input_tokens: Count | None = _alias("input_tokens", "gen_ai.usage.input_tokens")
+    output_tokens: Count | None = _alias("output_tokens", "gen_ai.usage.output_tokens")
+    cache_read_tokens: Count | None = _alias(
+        "cache_read_tokens",
+        "gen_ai.usage.cache_read.input_tokens",
+        "gen_ai.usage.cache_read_input_tokens",
+    )
+    cache_write_tokens: Count | None = _alias(
+        "cache_write_tokens",
+        "gen_ai.usage.cache_creation.input_tokens",
+        "gen_ai.usage.cache_creation_input_tokens",
+    )
+    latency_ms: Count | None = None
+    cost: Decimal | None = Field(default=None, ge=0, lt=Decimal("1000000"))
+    action: Literal["use_ai_result", "fallback_to_rules"] | None = None
+    # Soft fields: a bad value is dropped with a note instead of rejecting the call.
+    image_id: Annotated[str, StringConstraints(max_length=500)] | None = None
+    confidence_score: Decimal | None = Field(default=None, ge=0, le=1)
+    confidence_breakdown: dict[str, float] | None = None
+    fallback_reason: str | None = None
+    error_message: str | None = None
+    request_data: dict[str, Any] | None = None
+    response_data: dict[str, Any] | None = None
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _epoch_seconds(cls, value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ValueError("timestamp must be a finite number of seconds since the epoch")
+            try:
+                return datetime.fromtimestamp(value, tz=UTC)
+            except (OverflowError, OSError, ValueError):
+                raise ValueError(f"timestamp {value!r} is outside any plausible date") from None
+        return value
+
+    @field_validator("timestamp")
+    @classmethod
+    def _plausible_time(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        if value < OLDEST_TIMESTAMP:
+            raise ValueError(
+                f"timestamp {value.isoformat()} is before 2015; check the producer's clock or units"
+            )
+        if value > datetime.now(UTC) + MAX_CLOCK_SKEW:
+            raise ValueError(
+                f"timestamp {value.isoformat()} is more than a day in the future;"
+                " check the producer's clock"
+            )
+        return value
+
+    @field_validator("cost", "confidence_score", mode="before")
+    @classmethod
+    def _finite_number(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("must be a number, not a boolean")
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise ValueError("must be a finite number")
+            return Decimal(repr(value))
+        return value
+
+    @field_validator("confidence_breakdown")
+    @classmethod
+    def _scores_in_range(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is None:
+            return None
+        for name, score in value.items():
+            if not math.isfinite(score) or not 0 <= score <= 1:
+                raise ValueError(f"score {name!r}={score!r} must be between 0 and 1")
+        return value
+
+
+#: Fields whose failure drops only the field, not the event.
+SOFT_FIELDS = frozenset(
+    {
+        "image_id",
+        "confidence_score",
+        "confidence_breakdown",
+        "fallback_reason",
+        "error_message",
+        "request_data",
+        "response_data",
+    }
+)
+_TEXT_FIELDS = ("task", "model", "provider", "image_id", "fallback_reason", "error_message")
+_JSON_FIELDS = ("request_data", "response_data")
+
+
+@dataclass(slots=True)
+class ParsedEvent:
+    event: CallEvent
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Rejection:
+    reason: str
+    event_id: str | None = None
+
+
+def _describe(error: Any) -> str:
+    where = ".".join(str(part) for part in error["loc"]) or "event"
+    message = str(error["msg"])
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    return f"{where}: {message}"
+
+
+def _event_id(payload: dict[str, Any]) -> str | None:
+    value = payload.get("id")
+    return value[:64] if isinstance(value, str) else None
+
+
+def _clean_text(event: CallEvent, notes: dict[str, str]) -> None:
+    """Postgres text cannot hold NUL; long text is capped. Both are noted on the row."""
+    for name in _TEXT_FIELDS:
+        value = getattr(event, name)
+        if value is None:
+            continue
+        cleaned = value.replace("\x00", "") if "\x00" in value else value
+        if cleaned is not value:
+            notes[name] = "NUL characters removed"
+        if len(cleaned) > MAX_TEXT:
+            cleaned = cleaned[:MAX_TEXT]
+            notes[name] = f"truncated to {MAX_TEXT} characters"
+        if cleaned is not value:
+            object.__setattr__(event, name, cleaned)
+
+
+def _clean_json(event: CallEvent, notes: dict[str, str]) -> None:
+    """JSONB cannot hold \\u0000 or lone surrogates; oversized payloads are dropped."""
+    for name in _JSON_FIELDS:
+        value = getattr(event, name)
+        if value is None:
+            continue
+        try:
+            encoded = orjson.dumps(value)
+        except (orjson.JSONEncodeError, TypeError):
+            # Lone surrogates (invalid Unicode) cannot be encoded as UTF-8.
+            encoded = orjson.dumps(_scrub_surrogates(value))
+            notes[name] = "invalid Unicode replaced"
+        if b"\\u0000" in encoded:
+            encoded = encoded.replace(b"\\u0000", b"")
+            notes[name] = "NUL characters removed"
+        if len(encoded) > MAX_JSON_BYTES:
+            object.__setattr__(event, name, None)
+            notes[name] = f"dropped: {len(encoded)} bytes is over the {MAX_JSON_BYTES}-byte cap"
+            continue
+        if name in notes:
+            object.__setattr__(event, name, orjson.loads(encoded))
+
+
+def _scrub_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_scrub_surrogates(k): _scrub_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_surrogates(v) for v in value]
+    return value
+
+
+def parse_payload(payload: Any) -> ParsedEvent | Rejection:
+    """Validate one decoded event object."""
+    if not isinstance(payload, dict):
+        return Rejection(f"event must be a JSON object, got {type(payload).__name__}")
+    notes: dict[str, str] = {}
+    try:
+        event = CallEvent.model_validate(payload)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        hard = [e for e in errors if not e["loc"] or e["loc"][0] not in SOFT_FIELDS]
+        if hard:
+            reason = "; ".join(_describe(e) for e in hard[:5])
+            return Rejection(f"invalid event: {reason}", _event_id(payload))
+        payload = dict(payload)
+        for error in errors:
+            name = str(error["loc"][0])
+            payload.pop(name, None)
+            notes[name] = f"dropped: {_describe(error)}"
+        event = CallEvent.model_validate(payload)
+    encode_error = payload.get("_encode_error")
+    if isinstance(encode_error, str):
+        notes["producer"] = f"fields the producer could not encode were left out: {encode_error}"
+    _clean_text(event, notes)
+    _clean_json(event, notes)
+    return ParsedEvent(event, notes)
+
+
+def parse_entry(fields: dict[bytes, bytes]) -> ParsedEvent | Rejection:
+    """Validate one raw stream entry as read by XREADGROUP."""
+    from producer.constants import EVENT_FIELD
+
+    raw = fields.get(EVENT_FIELD)
+    if raw is None:
+        names = ", ".join(sorted(k.decode("utf-8", "replace") for k in fields)) or "none"
+        return Rejection(f"stream entry has no {EVENT_FIELD.decode()!r} field (fields: {names})")
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return Rejection(f"event is not valid JSON: {exc}")
+    return parse_payload(payload)

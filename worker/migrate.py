@@ -1,0 +1,128 @@
+"""Versioned schema migrations: apply the numbered files in sql/ that are not yet applied.
+
+Safe to run twice and from several processes at once: a session advisory lock
+serialises runners, each file applies in its own transaction together with its
+row in ``schema_migrations``, and a missing database is created first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import structlog
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from worker.errors import MigrationError
+
+log = structlog.get_logger("ailedger.migrate")
+
+#: Arbitrary but fixed: the advisory lock every migrating process takes.
+_LOCK_KEY = 0x41494C45  # "AILE"
+_NAME = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: str
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def sql_dir() -> Path:
+    """Where the migrations live: sql/ in a checkout, worker/_sql in an installed wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "sql", here / "_sql"):
+        if candidate.is_dir():
+            return candidate
+    raise MigrationError(f"no sql/ folder found next to {here}; reinstall ailedger")
+
+
+def load_migrations(folder: Path | None = None) -> list[Migration]:
+    folder = folder or sql_dir()
+    found = []
+    for path in sorted(folder.glob("*.sql")):
+        match = _NAME.match(path.name)
+        if not match:
+            raise MigrationError(
+                f"{path.name}: migration files are named NNN_description.sql; rename it"
+            )
+        found.append(Migration(match.group(1), path.name, path.read_text()))
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise MigrationError(f"two migrations in {folder} share a version number: {versions}")
+    return found
+
+
+def ensure_database(database_url: str) -> bool:
+    """Create the database named in ``database_url`` if it is missing; True if created."""
+    params = conninfo_to_dict(database_url)
+    dbname = params.get("dbname") or "postgres"
+    try:
+        psycopg.connect(database_url, connect_timeout=10).close()
+        return False
+    except psycopg.OperationalError as exc:
+        if "does not exist" not in str(exc):
+            raise
+    admin = make_conninfo(database_url, dbname="postgres")
+    with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(str(dbname))))
+        except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+            # Another process created it first (two CREATE DATABASE at once can
+            # surface as a unique violation on pg_database instead).
+            return False
+    log.info("database created", database=dbname)
+    return True
+
+
+def migrate(database_url: str, folder: Path | None = None) -> list[str]:
+    """Apply pending migrations; returns the names applied by this call."""
+    migrations = load_migrations(folder)
+    ensure_database(database_url)
+    applied_now: list[str] = []
+    with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+        try:
+            conn.execute(
+                """CREATE TABLE IF NOT EXISTS schema_migrations (
+                       version TEXT PRIMARY KEY,
+                       name TEXT NOT NULL,
+                       checksum TEXT NOT NULL,
+                       applied_at TIMESTAMPTZ NOT NULL DEFAULT NOW())"""
+            )
+            done = dict(conn.execute("SELECT version, checksum FROM schema_migrations").fetchall())
+            for migration in migrations:
+                if migration.version in done:
+                    if done[migration.version] != migration.checksum:
+                        log.warning(
+                            "applied migration differs from its file; not re-applied",
+                            migration=migration.name,
+                        )
+                    continue
+                try:
+                    with conn.transaction():
+                        conn.execute(migration.sql)  # type: ignore[arg-type]
+                        conn.execute(
+                            "INSERT INTO schema_migrations (version, name, checksum)"
+                            " VALUES (%s, %s, %s)",
+                            (migration.version, migration.name, migration.checksum),
+                        )
+                except psycopg.Error as exc:
+                    raise MigrationError(
+                        f"{migration.name} failed: {exc}; nothing of it was applied. "
+                        "Fix the file or the database and run `ailedger migrate` again."
+                    ) from None
+                applied_now.append(migration.name)
+                log.info("migration applied", migration=migration.name)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+    return applied_now

@@ -1,0 +1,118 @@
+"""From raw stream entries to table rows: validate, price, score."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from producer.scoring import confidence_score, decide_action
+from worker.event import ParsedEvent, Rejection, parse_entry
+from worker.pricing import PriceBook
+from worker.settings import Settings
+from worker.store import Reject, Row
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+@dataclass(slots=True)
+class PreparedBatch:
+    rows: list[Row] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    #: Every stream id of the batch: acknowledged once rows and rejects are committed.
+    ids: list[bytes] = field(default_factory=list)
+    #: (stream id, raw payload) of each row, in row order: what a refused row is kept as.
+    sources: list[tuple[bytes, bytes]] = field(default_factory=list)
+    unpriced: int = 0
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _raw(fields: dict[bytes, bytes]) -> bytes:
+    from producer.constants import EVENT_FIELD
+
+    raw = fields.get(EVENT_FIELD)
+    if raw is not None:
+        return raw
+    return orjson.dumps(
+        {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in fields.items()}
+    )
+
+
+def prepare_batch(
+    entries: Sequence[Entry],
+    *,
+    pricebook: PriceBook,
+    settings: Settings,
+    delivery_counts: dict[bytes, int] | None = None,
+) -> PreparedBatch:
+    """Validate every entry; price and score the valid ones; keep the others as rejects."""
+    batch = PreparedBatch()
+    parsed: list[tuple[ParsedEvent, bytes, dict[bytes, bytes]]] = []
+    seen: set[Any] = set()
+    for stream_id, fields in entries:
+        batch.ids.append(stream_id)
+        result = parse_entry(fields)
+        if isinstance(result, Rejection):
+            batch.rejects.append(
+                Reject(
+                    stream_id=stream_id.decode(),
+                    reason=result.reason,
+                    raw=_raw(fields),
+                    event_id=result.event_id,
+                    delivery_count=(delivery_counts or {}).get(stream_id, 1),
+                )
+            )
+            continue
+        if result.event.id in seen:
+            continue  # the same event sent twice in one batch: the table keeps one
+        seen.add(result.event.id)
+        parsed.append((result, stream_id, fields))
+
+    prices = pricebook.price_batch([p.event for p, _, _ in parsed])
+    weights = settings.confidence_weights
+    for (item, stream_id, fields), priced in zip(parsed, prices, strict=True):
+        event = item.event
+        batch.sources.append((stream_id, _raw(fields)))
+        score = event.confidence_score
+        if score is None:
+            score = confidence_score(event.confidence_breakdown, weights)
+        action, reason = event.action, event.fallback_reason
+        if action is None:
+            action, derived = decide_action(
+                score, error=event.error_message, threshold=settings.threshold_for(event.task)
+            )
+            reason = reason or derived
+        if priced.cost is None:
+            batch.unpriced += 1
+        batch.rows.append(
+            (
+                str(event.id),
+                event.timestamp,
+                None if event.job_id is None else str(event.job_id),
+                event.task,
+                event.model,
+                event.provider,
+                event.input_tokens,
+                event.output_tokens,
+                event.cache_read_tokens,
+                event.cache_write_tokens,
+                event.image_id,
+                priced.cost,
+                priced.source,
+                event.latency_ms,
+                score,
+                _json(event.confidence_breakdown),
+                action,
+                reason,
+                _json(event.request_data),
+                _json(event.response_data),
+                event.error_message,
+                _json(item.notes or None),
+            )
+        )
+    return batch

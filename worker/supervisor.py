@@ -1,0 +1,118 @@
+"""Running N worker processes: start, forward stop signals, restart the ones that crash."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+import structlog
+
+from worker.consumer import Worker
+from worker.settings import Settings
+
+log = structlog.get_logger("ailedger.supervisor")
+
+#: A crashed worker is restarted no faster than this, so a crash loop cannot spin.
+RESTART_DELAY_S = 1.0
+
+
+def install_stop_handlers(stop: Any) -> None:
+    """SIGTERM/SIGINT: finish the batch and exit; a second signal exits at once."""
+    received = {"count": 0}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        received["count"] += 1
+        if received["count"] > 1:
+            log.warning("second signal: exiting now", signal=signal.Signals(signum).name)
+            os._exit(128 + signum)
+        log.info("stopping after the current batch", signal=signal.Signals(signum).name)
+        stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def _worker_main(settings: Settings, burst: bool, handle_signals: bool) -> None:
+    from worker.logs import configure_logging
+
+    configure_logging()
+    worker = Worker(settings, burst=burst)
+    if handle_signals:
+        install_stop_handlers(worker.stop)
+    else:
+        # The parent decides when to stop; a terminal's Ctrl-C must not kill children mid-batch.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    worker.run()
+
+
+def run_workers(
+    settings: Settings,
+    *,
+    processes: int = 1,
+    burst: bool = False,
+    handle_signals: bool = True,
+    stop_event: threading.Event | None = None,
+) -> int:
+    """Run ``processes`` workers until stopped (or drained, with ``burst``); returns an exit code.
+
+    With one process the worker runs in this process. With more, each is a child
+    process; SIGTERM/SIGINT are forwarded so that each finishes its batch, and a
+    child that dies unexpectedly is restarted (except in burst mode).
+    """
+    stop_event = stop_event or threading.Event()
+    if processes <= 1:
+        worker = Worker(settings, burst=burst)
+        if handle_signals:
+            install_stop_handlers(worker.stop)
+        watcher = threading.Thread(
+            target=lambda: (stop_event.wait(), worker.stop()), name="ailedger-stop", daemon=True
+        )
+        watcher.start()
+        worker.run()
+        return 0
+
+    ctx = mp.get_context("spawn")
+    children: dict[int, Any] = {}
+
+    def spawn(slot: int) -> None:
+        proc = ctx.Process(
+            target=_worker_main,
+            args=(settings, burst, False),
+            name=f"ailedger-worker-{slot}",
+        )
+        proc.start()
+        children[slot] = proc
+
+    if handle_signals:
+        install_stop_handlers(stop_event.set)
+    for slot in range(processes):
+        spawn(slot)
+    exit_code = 0
+    while children:
+        if stop_event.is_set():
+            for proc in children.values():
+                if proc.is_alive() and proc.pid is not None:
+                    os.kill(proc.pid, signal.SIGTERM)
+            for proc in children.values():
+                proc.join()
+            break
+        for slot, proc in list(children.items()):
+            if proc.is_alive():
+                continue
+            proc.join()
+            del children[slot]
+            if proc.exitcode != 0:
+                log.warning("worker process died", slot=slot, exitcode=proc.exitcode)
+                if not burst:
+                    time.sleep(RESTART_DELAY_S)
+                    spawn(slot)
+                else:
+                    exit_code = 1
+        stop_event.wait(0.2)
+    return exit_code
