@@ -94,6 +94,112 @@ def demo(
     run_demo(settings, events=events, processes=processes, console=console)
 
 
+# -- dead letters ----------------------------------------------------------------
+
+dlq_app = typer.Typer(help="Inspect, replay and purge entries that could not be stored.")
+app.add_typer(dlq_app, name="dlq")
+
+
+@dlq_app.command("list")
+def dlq_list(
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 50,
+    include_replayed: Annotated[bool, typer.Option("--all", help="Include replayed ones")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Show dead letters, newest first, with the reason each was refused."""
+    import orjson
+    import psycopg
+    from rich.table import Table
+
+    from worker.deadletter import list_dead_letters
+
+    settings = _settings(database_url=database_url)
+    with psycopg.connect(settings.database_url) as conn:
+        letters = list_dead_letters(conn, limit=limit, include_replayed=include_replayed)
+    if as_json:
+        for letter in letters:
+            line = {
+                "stream_id": letter.stream_id,
+                "event_id": letter.event_id,
+                "reason": letter.reason,
+                "delivery_count": letter.delivery_count,
+                "first_seen": letter.first_seen,
+                "last_seen": letter.last_seen,
+                "replayed_at": letter.replayed_at,
+                "raw": letter.raw.decode("utf-8", "replace"),
+            }
+            sys.stdout.write(orjson.dumps(line).decode() + "\n")
+        return
+    table = Table(title=f"dead letters ({len(letters)} shown)")
+    for column in ("stream id", "event id", "deliveries", "last seen", "reason"):
+        table.add_column(column, overflow="fold")
+    for letter in letters:
+        table.add_row(
+            letter.stream_id,
+            letter.event_id or "-",
+            str(letter.delivery_count),
+            letter.last_seen.strftime("%Y-%m-%d %H:%M:%S"),
+            letter.reason,
+        )
+    console.print(table)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    ids: Annotated[
+        list[str] | None, typer.Option("--id", help="Stream id of a dead letter (repeatable)")
+    ] = None,
+    replay_all: Annotated[
+        bool, typer.Option("--all", help="Every dead letter not yet replayed")
+    ] = False,
+    redis_url: RedisUrl = None,
+    database_url: DatabaseUrl = None,
+    stream: Stream = None,
+) -> None:
+    """Put dead letters back on the stream once their cause is fixed."""
+    import psycopg
+
+    from producer.connection import connect
+    from worker.deadletter import replay
+
+    if not ids and not replay_all:
+        console.print("[red]say which: --id STREAM_ID (repeatable) or --all[/red]")
+        raise typer.Exit(2)
+    settings = _settings(redis_url=redis_url, database_url=database_url, stream=stream)
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        try:
+            count = replay(conn, connect(settings.redis_url), settings.stream, stream_ids=ids)
+        except LookupError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
+    console.print(f"replayed {count} dead letter(s) onto {settings.stream}")
+
+
+@dlq_app.command("purge")
+def dlq_purge(
+    older_than: Annotated[str, typer.Option("--older-than", help="Age, e.g. 30d, 12h")],
+    redis_url: RedisUrl = None,
+    database_url: DatabaseUrl = None,
+    stream: Stream = None,
+) -> None:
+    """Delete dead letters last seen before the given age."""
+    import psycopg
+
+    from producer.connection import connect
+    from worker.deadletter import parse_age, purge
+
+    try:
+        age = parse_age(older_than)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    settings = _settings(redis_url=redis_url, database_url=database_url, stream=stream)
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        count = purge(conn, connect(settings.redis_url), settings.stream, older_than=age)
+    console.print(f"purged {count} dead letter(s) older than {older_than}")
+
+
 def main() -> None:
     try:
         app()

@@ -27,10 +27,11 @@ import structlog
 from producer.backoff import Backoff
 from producer.connection import connect
 from producer.constants import dead_letter_stream, heartbeat_key
-from worker.prepare import Entry, PreparedBatch, prepare_batch
+from worker.prepare import Entry, PreparedBatch, prepare_batch, raw_payload
 from worker.pricing import PriceBook, load_overrides
 from worker.settings import Settings
 from worker.store import Reject, Row, write_batch
+from worker.trimming import remove_departed_consumers, trim_acknowledged
 
 log = structlog.get_logger("ailedger.worker")
 
@@ -75,6 +76,7 @@ class Worker:
         self._next_heartbeat = 0.0
         self._started_at = time.time()
         self._down: str | None = None
+        self._last_error: str | None = None
         self.log = log.bind(consumer=self.consumer)
 
     # -- lifecycle -----------------------------------------------------------
@@ -110,9 +112,9 @@ class Worker:
             while not self._stop.is_set():
                 try:
                     self._heartbeat()
-                    entries = self._next_entries()
+                    entries, redelivered = self._next_entries()
                     if entries:
-                        self._handle(entries)
+                        self._handle(entries, redelivered=redelivered)
                     elif self.burst and not self._own_backlog:
                         break
                     self._recovered(backoff)
@@ -129,10 +131,15 @@ class Worker:
                         self._redis = None
                     self.log.exception("worker iteration failed; backing off")
                     self._retry_later(backoff)
-                except Exception:  # guarded: one bad iteration never kills the loop
+                except Exception as exc:  # guarded: one bad iteration never kills the loop
+                    self._last_error = repr(exc)[:300]
                     self.log.exception("worker iteration failed; backing off")
                     self._retry_later(backoff)
         finally:
+            if self.burst and self._redis is not None:
+                # A drained burst leaves the stream trimmed, as a long-running worker would.
+                with contextlib.suppress(redis.RedisError):
+                    self._housekeeping(self._redis)
             self._close()
             self.log.info(
                 "worker stopped",
@@ -167,17 +174,19 @@ class Worker:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    def _next_entries(self) -> list[Entry]:
+    def _next_entries(self) -> tuple[list[Entry], bool]:
+        """The next batch, and whether it was delivered before (own backlog, claimed)."""
         client = self._client()
         settings = self.settings
         if self._own_backlog:
             # Entries this consumer name was given before and never acknowledged.
             entries = self._read(client, "0", block=None)
             if entries:
-                return entries
+                return entries, True
             self._own_backlog = False
         now = time.monotonic()
         if now >= self._next_claim:
+            self._housekeeping(client)
             cursor, claimed, _deleted = client.xautoclaim(
                 settings.stream,
                 settings.group,
@@ -193,9 +202,33 @@ class Worker:
             if claimed:
                 self.counters.claimed += len(claimed)
                 self.log.info("claimed idle entries", count=len(claimed))
-                return claimed
+                return claimed, True
         block = BURST_BLOCK_MS if self.burst else settings.block_ms
-        return self._read(client, ">", block=block)
+        return self._read(client, ">", block=block), False
+
+    def _housekeeping(self, client: redis.Redis) -> None:
+        """Trim what every group acknowledged; forget consumers that left owning nothing."""
+        settings = self.settings
+        trimmed = trim_acknowledged(client, settings.stream)
+        if trimmed:
+            self.log.debug("stream trimmed", entries=trimmed)
+        removed = remove_departed_consumers(
+            client, settings.stream, settings.group, idle_ms=max(settings.claim_idle_ms, 60_000)
+        )
+        if removed:
+            self.log.info("departed consumers removed", consumers=removed)
+
+    def _delivery_counts(self, entries: list[Entry]) -> dict[bytes, int]:
+        ids = [sid for sid, _ in entries]
+        rows = self._client().xpending_range(
+            self.settings.stream,
+            self.settings.group,
+            min=ids[0],
+            max=ids[-1],
+            count=len(ids) * 4 + 100,
+            consumername=self.consumer,
+        )
+        return {row["message_id"]: int(row["times_delivered"]) for row in rows}
 
     def _read(self, client: redis.Redis, start: str, *, block: int | None) -> list[Entry]:
         response = client.xreadgroup(
@@ -227,9 +260,63 @@ class Worker:
     def _load_overrides(self) -> list[Any]:
         return load_overrides(self._db())
 
-    def _handle(self, entries: list[Entry]) -> None:
+    def _handle(self, entries: list[Entry], *, redelivered: bool = False) -> None:
+        counts = self._delivery_counts(entries) if redelivered else {}
+        limit = self.settings.max_deliveries
+        if counts and max(counts.values()) > limit:
+            entries = self._handle_over_limit(entries, counts)
+            if not entries:
+                return
+        self._store(entries, counts)
+
+    def _handle_over_limit(self, entries: list[Entry], counts: dict[bytes, int]) -> list[Entry]:
+        """Entries delivered too often: try each alone; dead-letter what still fails.
+
+        An entry past twice the limit is dead-lettered untried: it has most likely
+        killed the workers that took it. Returns the entries within the limit.
+        """
+        limit = self.settings.max_deliveries
+        normal = []
+        for entry in entries:
+            delivered = counts.get(entry[0], 1)
+            if delivered <= limit:
+                normal.append(entry)
+                continue
+            reason = (
+                f"delivered {delivered} times without being stored (limit {limit});"
+                f" last worker error: {self._last_error or 'none seen: a worker died holding it'}"
+            )
+            if delivered <= 2 * limit:
+                try:
+                    self._store([entry], counts)
+                    continue
+                except Exception as exc:
+                    reason = f"failed alone after {delivered} deliveries: {exc!r}"[:1000]
+            self._dead_letter_untried(entry, delivered, reason)
+        return normal
+
+    def _dead_letter_untried(self, entry: Entry, delivered: int, reason: str) -> None:
+        stream_id, fields = entry
+        batch = PreparedBatch(
+            rejects=[
+                Reject(
+                    stream_id=stream_id.decode(),
+                    reason=reason,
+                    raw=raw_payload(fields),
+                    delivery_count=delivered,
+                )
+            ],
+            ids=[stream_id],
+        )
+        if self._write(batch) is not None:
+            self._acknowledge(batch)
+            self.counters.rejected += 1
+
+    def _store(self, entries: list[Entry], counts: dict[bytes, int]) -> None:
         started = time.perf_counter()
-        batch = prepare_batch(entries, pricebook=self._prices(), settings=self.settings)
+        batch = prepare_batch(
+            entries, pricebook=self._prices(), settings=self.settings, delivery_counts=counts
+        )
         inserted = self._write(batch)
         if inserted is None:
             return  # stopped while Postgres was away: the batch stays pending for later
@@ -270,14 +357,35 @@ class Worker:
                     inserted = self._write_isolating(conn, batch)
             except psycopg.OperationalError as exc:
                 self._went_down("postgres", exc)
+                self._last_error = f"postgres: {exc}"[:300]
                 if self._conn is not None:
                     self._conn.close()
                 self._conn = None
+                self._renew_lease(batch)
                 if self._stop.wait(backoff.next_delay()):
                     return None
                 continue
             self._recovered(backoff)
             return inserted
+
+    def _renew_lease(self, batch: PreparedBatch) -> None:
+        """Keep a batch we are still working on from looking abandoned to other workers.
+
+        XCLAIM ... JUSTID resets the entries' idle time without counting a delivery,
+        so a long Postgres outage neither hands the batch around nor uses up its
+        delivery limit.
+        """
+        if not batch.ids:
+            return
+        with contextlib.suppress(redis.RedisError):
+            self._client().xclaim(
+                self.settings.stream,
+                self.settings.group,
+                self.consumer,
+                min_idle_time=0,
+                message_ids=batch.ids,
+                justid=True,
+            )
 
     def _write_isolating(self, conn: psycopg.Connection[Any], batch: PreparedBatch) -> int:
         stream = self.settings.stream

@@ -32,7 +32,7 @@ def _json(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
-def _raw(fields: dict[bytes, bytes]) -> bytes:
+def raw_payload(fields: dict[bytes, bytes]) -> bytes:
     from producer.constants import EVENT_FIELD
 
     raw = fields.get(EVENT_FIELD)
@@ -62,7 +62,7 @@ def prepare_batch(
                 Reject(
                     stream_id=stream_id.decode(),
                     reason=result.reason,
-                    raw=_raw(fields),
+                    raw=raw_payload(fields),
                     event_id=result.event_id,
                     delivery_count=(delivery_counts or {}).get(stream_id, 1),
                 )
@@ -77,7 +77,7 @@ def prepare_batch(
     weights = settings.confidence_weights
     for (item, stream_id, fields), priced in zip(parsed, prices, strict=True):
         event = item.event
-        batch.sources.append((stream_id, _raw(fields)))
+        batch.sources.append((stream_id, raw_payload(fields)))
         score = event.confidence_score
         if score is None:
             score = confidence_score(event.confidence_breakdown, weights)
