@@ -220,7 +220,7 @@ class Worker:
 
     def _delivery_counts(self, entries: list[Entry]) -> dict[bytes, int]:
         ids = [sid for sid, _ in entries]
-        rows = self._client().xpending_range(
+        rows: list[dict[str, Any]] = self._client().xpending_range(
             self.settings.stream,
             self.settings.group,
             min=ids[0],
@@ -231,7 +231,7 @@ class Worker:
         return {row["message_id"]: int(row["times_delivered"]) for row in rows}
 
     def _read(self, client: redis.Redis, start: str, *, block: int | None) -> list[Entry]:
-        response = client.xreadgroup(
+        response: Any = client.xreadgroup(
             self.settings.group,
             self.consumer,
             {self.settings.stream: start},
@@ -240,7 +240,7 @@ class Worker:
         )
         if not response:
             return []
-        _stream, entries = response[0]
+        entries: list[Entry] = response[0][1]
         # An entry deleted while pending comes back with no fields: nothing to store,
         # but it must leave the pending list.
         gone = [sid for sid, fields in entries if not fields]
@@ -383,7 +383,7 @@ class Worker:
                 self.settings.group,
                 self.consumer,
                 min_idle_time=0,
-                message_ids=batch.ids,
+                message_ids=list[Any](batch.ids),
                 justid=True,
             )
 

@@ -43,7 +43,19 @@ def list_dead_letters(
         f"SELECT {_COLUMNS} FROM ai_call_rejects {where} ORDER BY last_seen DESC LIMIT %s",
         (limit,),
     ).fetchall()
-    return [DeadLetter(*row[:-1], raw=bytes(row[-1])) for row in rows]
+    return [
+        DeadLetter(
+            stream_id=row[0],
+            event_id=row[1],
+            reason=row[2],
+            delivery_count=row[3],
+            first_seen=row[4],
+            last_seen=row[5],
+            replayed_at=row[6],
+            raw=bytes(row[7]),
+        )
+        for row in rows
+    ]
 
 
 def replay(

@@ -99,7 +99,9 @@ def migrate(database_url: str, folder: Path | None = None) -> list[str]:
                        checksum TEXT NOT NULL,
                        applied_at TIMESTAMPTZ NOT NULL DEFAULT NOW())"""
             )
-            done = dict(conn.execute("SELECT version, checksum FROM schema_migrations").fetchall())
+            done: dict[str, str] = dict(
+                conn.execute("SELECT version, checksum FROM schema_migrations").fetchall()
+            )
             for migration in migrations:
                 if migration.version in done:
                     if done[migration.version] != migration.checksum:
@@ -110,7 +112,7 @@ def migrate(database_url: str, folder: Path | None = None) -> list[str]:
                     continue
                 try:
                     with conn.transaction():
-                        conn.execute(migration.sql)  # type: ignore[arg-type]
+                        conn.execute(migration.sql.encode())
                         conn.execute(
                             "INSERT INTO schema_migrations (version, name, checksum)"
                             " VALUES (%s, %s, %s)",

@@ -81,7 +81,8 @@ def prepare_batch(
         score = event.confidence_score
         if score is None:
             score = confidence_score(event.confidence_breakdown, weights)
-        action, reason = event.action, event.fallback_reason
+        action: str | None = event.action
+        reason = event.fallback_reason
         if action is None:
             action, derived = decide_action(
                 score, error=event.error_message, threshold=settings.threshold_for(event.task)

@@ -70,9 +70,12 @@ def run_workers(
         worker = Worker(settings, burst=burst)
         if handle_signals:
             install_stop_handlers(worker.stop)
-        watcher = threading.Thread(
-            target=lambda: (stop_event.wait(), worker.stop()), name="ailedger-stop", daemon=True
-        )
+
+        def stop_when_told() -> None:
+            stop_event.wait()
+            worker.stop()
+
+        watcher = threading.Thread(target=stop_when_told, name="ailedger-stop", daemon=True)
         watcher.start()
         worker.run()
         return 0
