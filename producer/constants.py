@@ -30,3 +30,7 @@ def heartbeat_key(stream: str, consumer: str) -> str:
 
 def heartbeat_pattern(stream: str) -> str:
     return f"{stream}:heartbeat:*"
+
+
+#: The RQ queue for maintenance jobs (re-pricing); not the event path.
+MAINTENANCE_QUEUE = "ailedger-maintenance"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -198,6 +199,74 @@ def dlq_purge(
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         count = purge(conn, connect(settings.redis_url), settings.stream, older_than=age)
     console.print(f"purged {count} dead letter(s) older than {older_than}")
+
+
+# -- maintenance jobs (RQ) ---------------------------------------------------------
+
+
+@app.command()
+def reprice(
+    since: Annotated[
+        datetime | None, typer.Option("--since", help="Only calls at or after (ISO date/time)")
+    ] = None,
+    until: Annotated[datetime | None, typer.Option("--until", help="Only calls before")] = None,
+    model: Annotated[
+        list[str] | None, typer.Option("--model", help="Only this model (repeatable)")
+    ] = None,
+    only_unpriced: Annotated[
+        bool, typer.Option("--unpriced-only", help="Only fill costs that are missing")
+    ] = False,
+    now: Annotated[bool, typer.Option("--now", help="Run here instead of queueing")] = False,
+    redis_url: RedisUrl = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Recompute stored costs after prices change (queued for `ailedger jobs`)."""
+    from worker.reprice import enqueue_reprice
+    from worker.reprice import reprice as run_reprice
+
+    configure_logging()
+    settings = _settings(redis_url=redis_url, database_url=database_url)
+    filters: dict[str, Any] = {
+        "since": _utc(since),
+        "until": _utc(until),
+        "models": model or (),
+        "only_unpriced": only_unpriced,
+    }
+    if now:
+        result = run_reprice(settings.database_url, **filters)
+        console.print(
+            f"examined {result.examined}, changed {result.changed}"
+            f" ({result.newly_priced} newly priced), {result.still_unpriced} still unpriced"
+        )
+        return
+    job_id = enqueue_reprice(settings.redis_url, settings.database_url, **filters)
+    console.print(f"queued reprice job {job_id}; `ailedger jobs` runs it")
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+@app.command()
+def jobs(
+    burst: Annotated[bool, typer.Option("--burst", help="Exit once the queue is empty")] = False,
+    redis_url: RedisUrl = None,
+) -> None:
+    """Work the maintenance queue (re-pricing) with an RQ worker."""
+    from rq import Queue
+    from rq import Worker as RQWorker
+
+    from producer.connection import connect
+    from producer.constants import MAINTENANCE_QUEUE
+
+    configure_logging()
+    settings = _settings(redis_url=redis_url)
+    # RQ blocks on its queue for minutes: a client that times out sooner would break it.
+    connection = connect(settings.redis_url, socket_timeout=600)
+    queue = Queue(MAINTENANCE_QUEUE, connection=connection)
+    RQWorker([queue], connection=connection).work(burst=burst)
 
 
 def main() -> None:

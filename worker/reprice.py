@@ -1,0 +1,132 @@
+"""Re-pricing stored calls after prices change: fill unpriced costs, correct wrong ones.
+
+Runs in the background as an RQ job on the maintenance queue (``ailedger reprice``
+enqueues, ``ailedger jobs`` works the queue), or inline with ``--now``. Costs the
+service reported itself are never touched. Rows are walked in id order, a chunk
+per transaction, so a long run holds no long locks and can be stopped and rerun.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import structlog
+
+from worker.pricing import PriceBook, load_overrides
+
+log = structlog.get_logger("ailedger.reprice")
+
+_SELECT = """
+SELECT id, timestamp, provider, model, input_tokens, output_tokens,
+       cache_read_tokens, cache_write_tokens, image_id, cost, cost_source
+FROM ai_call_logs
+WHERE cost_source <> 'reported' AND id > %(after)s {filters}
+ORDER BY id
+LIMIT %(chunk)s
+"""
+
+
+@dataclass(slots=True)
+class RepriceResult:
+    examined: int = 0
+    changed: int = 0
+    newly_priced: int = 0
+    still_unpriced: int = 0
+
+
+def reprice(
+    database_url: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    models: Sequence[str] = (),
+    only_unpriced: bool = False,
+    chunk: int = 5_000,
+) -> RepriceResult:
+    """Recompute costs with today's catalog and overrides; returns what changed."""
+    filters = []
+    params: dict[str, Any] = {"chunk": chunk, "after": UUID(int=0)}
+    if since is not None:
+        filters.append("AND timestamp >= %(since)s")
+        params["since"] = since
+    if until is not None:
+        filters.append("AND timestamp < %(until)s")
+        params["until"] = until
+    if models:
+        filters.append("AND model = ANY(%(models)s)")
+        params["models"] = list(models)
+    if only_unpriced:
+        filters.append("AND cost_source = 'unpriced'")
+    query = _SELECT.format(filters=" ".join(filters))
+    result = RepriceResult()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        book = PriceBook(overrides_loader=lambda: load_overrides(conn), ttl_s=3600)
+        while True:
+            rows = conn.execute(query.encode(), params).fetchall()
+            if not rows:
+                break
+            params["after"] = rows[-1][0]
+            changes = []
+            for row in rows:
+                (_id, ts, provider, model, tin, tout, tcr, tcw, image_id, cost, source) = row
+                priced = book.price(
+                    provider,
+                    model,
+                    ts,
+                    input_tokens=tin,
+                    output_tokens=tout,
+                    cache_read_tokens=tcr,
+                    cache_write_tokens=tcw,
+                    has_image=image_id is not None,
+                )
+                result.examined += 1
+                if priced.cost is None:
+                    result.still_unpriced += 1
+                if (priced.cost, priced.source) != (cost, source):
+                    changes.append((row[0], priced.cost, priced.source))
+                    if source == "unpriced" and priced.cost is not None:
+                        result.newly_priced += 1
+            if changes:
+                _apply(conn, changes)
+                result.changed += len(changes)
+    log.info(
+        "reprice finished",
+        examined=result.examined,
+        changed=result.changed,
+        newly_priced=result.newly_priced,
+        still_unpriced=result.still_unpriced,
+    )
+    return result
+
+
+def _apply(conn: psycopg.Connection[Any], changes: list[tuple[Any, Any, str]]) -> None:
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS ailedger_reprice"
+            " (id UUID PRIMARY KEY, cost NUMERIC(18, 12), cost_source TEXT)"
+            " ON COMMIT DELETE ROWS"
+        )
+        with cur.copy("COPY ailedger_reprice (id, cost, cost_source) FROM STDIN") as copy:
+            for change in changes:
+                copy.write_row(change)
+        cur.execute(
+            "UPDATE ai_call_logs t SET cost = s.cost, cost_source = s.cost_source"
+            " FROM ailedger_reprice s WHERE t.id = s.id"
+        )
+
+
+def enqueue_reprice(redis_url: str, database_url: str, **filters: Any) -> str:
+    """Queue a reprice on the maintenance queue; returns the RQ job id."""
+    from rq import Queue
+
+    from producer.connection import connect
+    from producer.constants import MAINTENANCE_QUEUE
+
+    queue = Queue(MAINTENANCE_QUEUE, connection=connect(redis_url))
+    job = queue.enqueue(reprice, database_url, job_timeout=6 * 3600, **filters)
+    return str(job.id)
