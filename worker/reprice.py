@@ -104,7 +104,7 @@ def reprice(
     return result
 
 
-def _apply(conn: psycopg.Connection[Any], changes: list[tuple[Any, Any, str]]) -> None:
+def _apply(conn: psycopg.Connection[Any], changes: Sequence[tuple[Any, Any, str]]) -> None:
     with conn.transaction(), conn.cursor() as cur:
         cur.execute(
             "CREATE TEMP TABLE IF NOT EXISTS ailedger_reprice"
