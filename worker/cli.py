@@ -92,7 +92,9 @@ def demo(
 
     configure_logging(level="WARNING")
     settings = _settings(data_dir=data_dir)
-    run_demo(settings, events=events, processes=processes, console=console)
+    summary = run_demo(settings, events=events, processes=processes, console=console)
+    if not summary.complete:
+        raise typer.Exit(1)
 
 
 # -- dead letters ----------------------------------------------------------------
@@ -270,8 +272,14 @@ def jobs(
 
 
 def main() -> None:
+    from worker.errors import AILedgerError
+
     try:
         app()
+    except AILedgerError as exc:
+        # Our own errors say what happened and what to do: no traceback needed.
+        console.print(f"[red]error:[/red] {exc}")
+        sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
 

@@ -48,7 +48,21 @@ def _worker_main(settings: Settings, burst: bool, handle_signals: bool) -> None:
         # The parent decides when to stop; a terminal's Ctrl-C must not kill children mid-batch.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    threading.Thread(
+        target=_stop_when_orphaned, args=(worker,), name="ailedger-parent-watch", daemon=True
+    ).start()
     worker.run()
+
+
+def _stop_when_orphaned(worker: Worker) -> None:
+    """A supervisor killed with SIGKILL cannot forward a stop: notice it from here."""
+    parent = os.getppid()
+    while not worker.stopping:
+        if os.getppid() != parent:
+            log.warning("supervisor is gone; stopping after the current batch")
+            worker.stop()
+            return
+        time.sleep(1.0)
 
 
 def run_workers(
