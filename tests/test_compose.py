@@ -143,7 +143,7 @@ def test_every_service_waited_on_for_health_has_a_healthcheck() -> None:
 def test_ailedger_services_share_one_image_and_one_environment() -> None:
     compose = load_compose()
     services = ailedger_services(compose)
-    assert set(services) == {"migrate", "worker", "api"}
+    assert set(services) == {"migrate", "worker", "jobs", "api"}
     assert len({svc["image"] for svc in services.values()}) == 1  # built once, not three times
     shared = compose["x-ailedger-env"]
     for name, service in services.items():
@@ -226,7 +226,7 @@ def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
     result = compose_config(tmp_path, AILEDGER_API_TOKEN="t0ken")
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
-    assert services.keys() == {"redis", "postgres", "migrate", "worker", "api"}
+    assert services.keys() == {"redis", "postgres", "migrate", "worker", "jobs", "api"}
     assert services["api"]["environment"]["AILEDGER_API_TOKEN"] == "t0ken"
 
 
