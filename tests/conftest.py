@@ -49,6 +49,14 @@ def _answers(redis_url: str, database_url: str) -> tuple[bool, bool]:
     return redis_ok, pg_ok
 
 
+@pytest.fixture(autouse=True)
+def spool_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's producers spool into their own folder, never a shared default one."""
+    folder = tmp_path / "spool"
+    monkeypatch.setenv("AILEDGER_SPOOL_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def servers() -> Iterator[Servers]:
     redis_url = os.environ.get("AILEDGER_TEST_REDIS_URL", DEFAULT_REDIS)

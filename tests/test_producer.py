@@ -18,6 +18,12 @@ from producer import AICallLogger, track
 from producer.constants import EVENT_FIELD
 
 
+@pytest.fixture(autouse=True)
+def _own_spool_dir(tmp_path, monkeypatch) -> None:
+    # Whatever a logger here spools goes to the test's own folder, never the shared default.
+    monkeypatch.setenv("AILEDGER_SPOOL_DIR", str(tmp_path / "spool"))
+
+
 def entries(client: redis.Redis, stream: str) -> list[dict]:
     return [orjson.loads(fields[EVENT_FIELD]) for _id, fields in client.xrange(stream)]
 
@@ -70,8 +76,15 @@ def test_timestamp_is_when_the_call_started(servers, stream, redis_client) -> No
     logger.close()
 
 
-def test_redis_down_never_raises_nor_blocks_the_caller() -> None:
-    logger = AICallLogger(f"redis://127.0.0.1:{closed_port()}/0", stream="x", max_buffer=10_000)
+@pytest.mark.parametrize("spool", ["disk", "off"])
+def test_redis_down_never_raises_nor_blocks_the_caller(tmp_path, spool) -> None:
+    logger = AICallLogger(
+        f"redis://127.0.0.1:{closed_port()}/0",
+        stream="x",
+        max_buffer=10_000,
+        spool_dir=tmp_path,
+        max_spool_bytes=None if spool == "disk" else 0,
+    )
     started = time.perf_counter()
     for _ in range(5_000):
         assert logger.log(task="t", model="m")
@@ -80,7 +93,10 @@ def test_redis_down_never_raises_nor_blocks_the_caller() -> None:
     assert elapsed < 2.0
     assert logger.flush(0.2) is False
     assert logger.close(timeout=0.5) is False
-    assert logger.stats.dropped == 5_000
+    if spool == "disk":  # kept for the next start
+        assert logger.stats.spooled == 5_000 and logger.stats.dropped == 0
+    else:  # held in memory while the process lived, lost at exit, and counted
+        assert logger.stats.dropped == 5_000
 
 
 def test_full_buffer_drops_and_counts_instead_of_growing() -> None:

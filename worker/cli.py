@@ -271,6 +271,44 @@ def jobs(
     RQWorker([queue], connection=connection).work(burst=burst)
 
 
+# -- ailedger spool: the producer's disk spool ---------------------------------------------
+
+spool_app = typer.Typer(
+    help="The producer's disk spool: events kept on disk while Redis was away.",
+    no_args_is_help=True,
+)
+app.add_typer(spool_app, name="spool")
+
+
+@spool_app.command("replay")
+def spool_replay(
+    folder: Annotated[
+        Path | None,
+        typer.Argument(help="Spool folder (default: AILEDGER_SPOOL_DIR, else the temp dir's)"),
+    ] = None,
+    redis_url: RedisUrl = None,
+    stream: Annotated[
+        str | None,
+        typer.Option("--stream", help="Only this stream's events (default: each to its own)"),
+    ] = None,
+) -> None:
+    """Send the events producers that are gone left in a spool folder, oldest first."""
+    import redis
+
+    from producer.spool import default_spool_dir, replay_spool
+
+    configure_logging()
+    folder = folder or default_spool_dir()
+    url = redis_url or _settings().redis_url
+    try:
+        sent = replay_spool(folder, url, stream)
+    except (redis.RedisError, OSError) as exc:
+        message = f"replay stopped: {exc}; what was not sent stays in {folder}"
+        console.print(message, style="red", markup=False)
+        raise typer.Exit(1) from None
+    console.print(f"sent {sent} spooled event(s) from {folder}", markup=False)
+
+
 def main() -> None:
     from worker.errors import AILedgerError
 
