@@ -98,11 +98,45 @@ def parse_records(data: bytes) -> tuple[list[bytes], int]:
 
 
 def xadd_events(client: redis.Redis, stream: str, payloads: Sequence[bytes]) -> None:
-    """XADD encoded events in one pipelined round trip; raises if Redis refused any."""
-    pipe = client.pipeline(transaction=False)
-    for payload in payloads:
-        pipe.xadd(stream, {EVENT_FIELD: payload, VERSION_FIELD: WIRE_VERSION})
-    pipe.execute()
+    """XADD encoded events in one pipelined round trip; raises if Redis refused any.
+
+    The commands are written as RESP directly: redis-py's pipeline packs each
+    command in Python, which holds the GIL for milliseconds per batch, time the
+    service's threads would spend waiting in ``log()``.
+    """
+    if not payloads:
+        return
+    name = stream.encode()
+    head = b"*7\r\n$4\r\nXADD\r\n$%d\r\n%s\r\n$1\r\n*\r\n$%d\r\n%s\r\n" % (
+        len(name),
+        name,
+        len(EVENT_FIELD),
+        EVENT_FIELD,
+    )
+    tail = b"\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
+        len(VERSION_FIELD),
+        VERSION_FIELD,
+        len(WIRE_VERSION),
+        WIRE_VERSION,
+    )
+    packed = b"".join(b"%s$%d\r\n%s%s" % (head, len(p), p, tail) for p in payloads)
+    pool = client.connection_pool
+    conn = pool.get_connection()
+    try:
+        conn.send_packed_command([packed], check_health=False)
+        error: Exception | None = None
+        for _ in payloads:
+            try:
+                conn.read_response()
+            except redis.ResponseError as exc:  # keep reading: the connection stays in sync
+                error = error or exc
+        if error is not None:
+            raise error
+    except BaseException:
+        conn.disconnect()
+        raise
+    finally:
+        pool.release(conn)
 
 
 def _try_lock(path: Path) -> int | None:

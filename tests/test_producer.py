@@ -181,3 +181,18 @@ def test_log_call_uses_the_environment(servers, stream, redis_client, monkeypatc
     assert producer.default_logger().flush(5)
     assert [e["id"] for e in entries(redis_client, stream)] == [event_id]
     producer.default_logger().close()
+
+
+def test_packed_xadd_reports_a_refusal_and_leaves_the_connection_usable(
+    redis_client, stream
+) -> None:
+    from producer.spool import xadd_events
+
+    xadd_events(redis_client, stream, [b'{"n":1}', b'{"n":2}'])
+    assert [f[EVENT_FIELD] for _, f in redis_client.xrange(stream)] == [b'{"n":1}', b'{"n":2}']
+    redis_client.set(f"{stream}:wrong", "a string, not a stream")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        xadd_events(redis_client, f"{stream}:wrong", [b"{}", b"{}"])
+    assert redis_client.ping()
+    xadd_events(redis_client, stream, [b'{"n":3}'])
+    assert redis_client.xlen(stream) == 3
