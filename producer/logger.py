@@ -30,7 +30,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 import redis
 
@@ -38,6 +37,7 @@ from producer.backoff import Backoff
 from producer.connection import connect
 from producer.constants import DEFAULT_STREAM
 from producer.context import current_job_id
+from producer.ids import new_event_id
 from producer.spool import (
     DEFAULT_MAX_BYTES,
     DiskSpool,
@@ -187,7 +187,7 @@ class AICallLogger:
         try:
             event_id = fields.get("id")
             if event_id is None:
-                event_id = fields["id"] = str(uuid4())
+                event_id = fields["id"] = new_event_id()
             fields["_logged_at"] = time.time()
             if "job_id" not in fields:
                 job_id = current_job_id()
@@ -273,7 +273,9 @@ class AICallLogger:
 
     def _redis(self) -> redis.Redis:
         if self._client is None:
-            self._client = connect(self._redis_url or "")
+            # Short timeouts: a Redis that accepts connections but does not answer
+            # must send events to the spool within seconds, not pile them up in memory.
+            self._client = connect(self._redis_url or "", socket_timeout=2.0, connect_timeout=1.0)
         return self._client
 
     def _where(self) -> str:

@@ -1,0 +1,32 @@
+"""Event ids: random (version 4) UUIDs made without a system call.
+
+``uuid.uuid4()`` reads ``os.urandom``, a system call that releases the GIL in the
+middle of ``log()``; a busy sender thread then takes the GIL and the caller can
+wait out a whole switch interval (5 ms). A Mersenne Twister seeded from the OS
+once per process (and again in a forked child, so parent and child never share a
+sequence) gives the same 122 random bits without leaving the interpreter. The
+ids need to be unique, not unguessable.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+_rng = random.Random()
+_VERSION_MASK = ~(0xF000 << 64) & ~(0xC000 << 48)
+_VERSION_BITS = (4 << 76) | (0x8000 << 48)
+
+
+def new_event_id() -> str:
+    """A random UUID in its canonical text form, like ``str(uuid.uuid4())``."""
+    h = "%032x" % ((_rng.getrandbits(128) & _VERSION_MASK) | _VERSION_BITS)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _reseed() -> None:
+    _rng.seed(os.urandom(32))
+
+
+_reseed()
+os.register_at_fork(after_in_child=_reseed)
