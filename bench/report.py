@@ -1,0 +1,272 @@
+"""Turning bench results into tables: absolute figures, ratios to baselines, targets met or not."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.caller import BUSY, SENDER_CAPACITY
+from bench.profile import IDLE_STAGE
+from bench.timing import SLOW_NS
+
+Result = dict[str, Any]
+
+#: The targets the pipeline issue sets.
+CALLER_P99_TARGET_US = 20.0
+WORKER_TARGETS = {1: 0.5, 2: 0.8}
+
+
+def median_results(runs: Sequence[Sequence[Result]]) -> list[Result]:
+    """Per measurement (by name, in first-run order): each number's median over the runs.
+
+    ``runs_<field>`` keeps every run's value of the headline figures, for the spread.
+    """
+    by_name: dict[str, list[Result]] = {}
+    for run in runs:
+        for result in run:
+            by_name.setdefault(result["name"], []).append(result)
+    merged = []
+    for name, results in by_name.items():
+        out: Result = {"name": name, "runs": len(results)}
+        for key, value in results[0].items():
+            values = [r.get(key) for r in results]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                out[key] = all(values) if isinstance(value, bool) else value
+                continue
+            numbers = [v for v in values if isinstance(v, int | float)]
+            out[key] = statistics.median(numbers) if numbers else value
+            out[f"runs_{key}"] = numbers
+        merged.append(out)
+    return merged
+
+
+def _spread(result: Result, key: str) -> str:
+    values = result.get(f"runs_{key}") or []
+    if len(values) < 2:
+        return "-"
+    low, high = min(values), max(values)
+    middle = statistics.median(values)
+    return f"{_num(low)}..{_num(high)} (±{(high - low) / 2 / middle * 100:.0f}%)" if middle else "-"
+
+
+def _num(value: float) -> str:
+    if value >= 1000:
+        return f"{value:,.0f}"
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _ratio(value: float, base: float) -> str:
+    return f"{value / base:,.1f}x" if base else "-"
+
+
+def caller_table(all_results: Sequence[Result]) -> Table:
+    results = [r for r in all_results if "p50_us" in r]
+    busy = next((r for r in results if r["name"] == BUSY), results[0])
+    capacity = next((r for r in all_results if r["name"] == SENDER_CAPACITY), None)
+    table = Table(title="Caller cost per call, µs (each call timed alone)", title_justify="left")
+    for column in ("measurement", "calls", "p50", "p99", "p99.9", "max"):
+        table.add_column(column, justify="left" if column == "measurement" else "right")
+    table.add_column("p50 xlog()", justify="right")
+    table.add_column("p99 xlog()", justify="right")
+    table.add_column("p99 over runs", justify="right")
+    table.add_column("notes")
+    for r in results:
+        notes = []
+        if r["name"] == BUSY:
+            met = r["p99_us"] <= CALLER_P99_TARGET_US
+            notes.append(f"target p99 <= {CALLER_P99_TARGET_US:.0f}: {'MET' if met else 'MISSED'}")
+        if r.get("sender_cpu_share") is not None:
+            notes.append(f"sender CPU {r['sender_cpu_share'] * 100:.0f}%")
+        if "sent_during" in r:
+            notes.append(f"sent meanwhile {r['sent_during']:,.0f}")
+        if r.get("spooled"):
+            notes.append(f"spooled to disk {r['spooled']:,.0f}")
+        if r.get("dropped"):
+            notes.append(f"dropped {r['dropped']:,.0f}")
+        if "slow" in r:
+            in_gc = r.get("slow_during_gc", 0)
+            note = f"slow {r['slow']:,.0f} ({in_gc:,.0f} in GC"
+            if in_gc:
+                note += f"; GC passes up to {_num(r.get('gc_max_us', 0))} µs"
+            notes.append(note + ")")
+        table.add_row(
+            r["name"],
+            f"{r['samples']:,.0f}",
+            _num(r["p50_us"]),
+            _num(r["p99_us"]),
+            _num(r["p999_us"]),
+            _num(r["max_us"]),
+            _ratio(r["p50_us"], busy["p50_us"]),
+            _ratio(r["p99_us"], busy["p99_us"]),
+            _spread(r, "p99_us"),
+            "; ".join(notes),
+        )
+    table.caption = (
+        f"log() rows paced at {busy.get('rate', 0):,.0f} calls/s; baselines flat out. "
+        f"'slow': calls over {SLOW_NS // 1000} µs, and how many overlapped a GC run "
+        "(the rest waited for the GIL or the CPU). 'x log()': this row / the first row."
+    )
+    if capacity is not None:
+        table.caption += (
+            f" One process's sender drains {capacity['events_per_s']:,.0f} events/s "
+            f"({capacity['events']:,.0f} logged flat out, until all were in Redis)."
+        )
+    table.caption_justify = "left"
+    return table
+
+
+def throughput_table(results: Sequence[Result]) -> Table:
+    table = Table(
+        title="Stream → Postgres, events/s (steady: between the first and the last commit)",
+        title_justify="left",
+    )
+    table.add_column("measurement")
+    for column in ("events", "stored", "events/s", "x COPY", "target", "events/s over runs"):
+        table.add_column(column, justify="right")
+    for column in ("wall s", "wall events/s", "CPU µs/event", "cores busy", "others' cores"):
+        table.add_column(column, justify="right")
+    for r in results:
+        target = WORKER_TARGETS.get(int(r.get("processes", 0)))
+        if target is None:
+            verdict = "ceiling" if r is results[0] else "part of it"
+        else:
+            verdict = f">= {target:.1f}x: {'MET' if r['vs_ceiling'] >= target else 'MISSED'}"
+        if not r.get("ok", True):
+            verdict += " (ROWS WRONG)"
+        parts = [r.get(f"cpu_{k}_us") for k in ("client", "postgres", "redis")]
+        cpu = "-"
+        if all(p is not None for p in parts):
+            cpu = " + ".join(f"{p:.0f}" for p in parts) + f" = {r['cpu_total_us']:.0f}"
+        table.add_row(
+            r["name"],
+            f"{r['events']:,.0f}",
+            f"{r['stored']:,.0f}",
+            f"{r['rate']:,.0f}",
+            f"{r['vs_ceiling']:.2f}x",
+            verdict,
+            _spread(r, "rate"),
+            f"{r['wall_seconds']:.2f}",
+            f"{r['wall_rate']:,.0f}",
+            cpu,
+            _maybe(r.get("cores_busy"), ".2f"),
+            _maybe(r.get("other_cores"), ".2f"),
+        )
+    table.caption = (
+        "wall: the whole worker command, process start-up and the burst mode's last empty "
+        "read included. CPU µs/event over the steady window: client (the COPY's Python "
+        "process, or the worker processes) + Postgres (the bench database's backends) + "
+        "Redis (the whole server, shared) = total; cores busy = total CPU / elapsed; "
+        "others' cores: what the rest of the machine used meanwhile."
+    )
+    table.caption_justify = "left"
+    return table
+
+
+def _maybe(value: float | None, spec: str = ".1f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def stage_table(profile: Result) -> Table:
+    table = Table(
+        title=(
+            f"One worker in-process, {profile['events']:,} events in "
+            f"{profile['busy_seconds']:.2f} s ({profile['rate']:,.0f}/s): time by stage"
+        ),
+        title_justify="left",
+    )
+    for column in ("stage", "seconds", "share", "µs/event", "calls"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    cpu = profile.get("cpu_us_per_event") or {}
+    table.caption = (
+        "Shares are of the busy time (the final empty read left out). CPU µs/event: "
+        + ", ".join(f"{k} {_maybe(v)}" for k, v in cpu.items())
+    )
+    table.caption_justify = "left"
+    for s in sorted(profile["stages"], key=_stage_order):
+        name = s["stage"]
+        nested = name.startswith("prepare: ") and name != "prepare: total"
+        nested = nested or name.startswith("Redis: trim")
+        table.add_row(
+            ("    " if nested else "") + name,
+            f"{s['seconds']:.3f}",
+            f"{s['share'] * 100:.1f}%" if s["share"] else "-",
+            f"{s['us_per_event']:.1f}" if s["us_per_event"] else "-",
+            f"{s['calls']:,}",
+        )
+    return table
+
+
+_GROUPS = ("Redis: next", "Redis: trim", "prepare: total", "prepare", "Postgres", "Redis: XACK")
+
+
+def _stage_order(stage: Result) -> tuple[int, float]:
+    """Reading, preparing, writing, acknowledging, the rest; largest first within a group."""
+    name = stage["stage"]
+    group = next((i for i, g in enumerate(_GROUPS) if name.startswith(g)), len(_GROUPS))
+    if name.startswith("other"):
+        group += 1
+    if name == IDLE_STAGE:
+        group += 2
+    return group, -stage["seconds"]
+
+
+def hot_table(profile: Result, limit: int = 15) -> Table:
+    table = Table(
+        title="Hottest functions by self time (pyinstrument, a second run)", title_justify="left"
+    )
+    table.add_column("function")
+    table.add_column("seconds", justify="right")
+    table.add_column("share", justify="right")
+    for h in profile["hot"][:limit]:
+        table.add_row(h["function"], f"{h['seconds']:.3f}", f"{h['share'] * 100:.1f}%")
+    return table
+
+
+def machine_line(machine: Result) -> str:
+    return (
+        f"{machine['nproc']} x {machine['cpu']}, {machine['ram_gib']} GiB RAM, "
+        f"Linux {machine['kernel']}; Python {machine['python']}, Postgres {machine['postgres']}, "
+        f"Redis {machine['redis']}; psycopg {machine['psycopg']}, redis-py {machine['redis_py']}, "
+        f"rq {machine['rq']}; load average at start {machine['load_avg']}; "
+        f"schema: {', '.join(machine.get('migrations', []))}"
+    )
+
+
+def wide_console() -> Console:
+    """Tables this wide do not fit 80 columns; a pipe or file gets them at full width."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
+def print_report(
+    console: Console,
+    *,
+    machine: Result,
+    command: str,
+    caller: Sequence[Result] | None,
+    throughput: Sequence[Result] | None,
+    profile: Result | None,
+    repeats: int,
+) -> None:
+    console.print(f"[bold]ailedger bench[/bold] — {command}")
+    console.print(machine_line(machine))
+    if repeats > 1:
+        console.print(f"Figures are medians of {repeats} runs; 'over runs' shows min..max.")
+    if caller:
+        console.print(caller_table(caller))
+    if throughput:
+        console.print(throughput_table(throughput))
+    if profile:
+        console.print(stage_table(profile))
+        if profile.get("hot"):
+            console.print(hot_table(profile))
+        if profile.get("saved_to"):
+            console.print(f"Full pyinstrument tree: {profile['saved_to']}")

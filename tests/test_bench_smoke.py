@@ -1,0 +1,77 @@
+"""The bench runs end to end in its quick mode and leaves nothing behind (no timing asserted)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import orjson
+import psycopg
+import redis
+
+from tests.conftest import Servers
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_quick_bench_measures_everything_and_cleans_up(servers: Servers, tmp_path: Path) -> None:
+    run_id = f"smoke{uuid.uuid4().hex[:8]}"
+    report = tmp_path / "bench.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--redis-url",
+            servers.redis_url,
+            "--postgres-url",
+            servers.admin_url,
+            "--run-id",
+            run_id,
+            "--json",
+            str(report),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for title in ("Caller cost per call", "Stream → Postgres", "time by stage"):
+        assert title in done.stdout
+
+    figures = orjson.loads(report.read_bytes())
+    assert figures["problems"] == []
+    caller = {row["name"]: row for row in figures["caller"]}
+    assert {"log(), sender sending", "RQ enqueue per event"} <= set(caller)
+    assert any(name.startswith("sync INSERT") for name in caller)
+    assert all(row["p50_us"] > 0 for row in caller.values() if row["name"] != "sender capacity")
+    assert caller["sender capacity"]["all_sent"] is True
+    assert caller["log(), sender sending"]["all_sent"] is True
+    runs = figures["throughput"]
+    assert [row["processes"] for row in runs if row["processes"]] == [1, 2]
+    assert all(row["stored"] == row["events"] == 5_000 for row in runs)
+    assert figures["profile"]["stored"] == figures["profile"]["events"]
+    assert figures["machine"]["nproc"] >= 1
+
+    # Its databases, keys and spool are gone; nothing it spooled reached the shared spool.
+    temp = Path(tempfile.gettempdir())
+    assert list(temp.glob(f"ailedger-bench-{run_id}-*")) == []
+    shared = temp / f"ailedger-spool-{os.getuid()}"
+    for segment in shared.glob("*.seg") if shared.is_dir() else ():
+        assert run_id.encode() not in segment.read_bytes()[:300]
+    with psycopg.connect(servers.admin_url, autocommit=True) as conn:
+        left = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"%{run_id}%",)
+        ).fetchall()
+    assert left == []
+    client = redis.Redis.from_url(servers.redis_url)
+    try:
+        assert list(client.scan_iter(match=f"*{run_id}*", count=1000)) == []
+    finally:
+        client.close()
