@@ -15,6 +15,7 @@ import os
 import socket
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from uuid import uuid4
@@ -77,6 +78,8 @@ class Worker:
         self._started_at = time.time()
         self._down: str | None = None
         self._last_error: str | None = None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ailedger-writer")
+        self._inflight: Future[None] | None = None
         self.log = log.bind(consumer=self.consumer)
 
     # -- lifecycle -----------------------------------------------------------
@@ -112,11 +115,15 @@ class Worker:
             while not self._stop.is_set():
                 try:
                     self._heartbeat()
+                    if self._own_backlog:
+                        self._drain_inflight()  # never re-read what is being written
                     entries, redelivered = self._next_entries()
                     if entries:
                         self._handle(entries, redelivered=redelivered)
-                    elif self.burst and not self._own_backlog:
-                        break
+                    else:
+                        self._drain_inflight()
+                        if self.burst and not self._own_backlog:
+                            break
                     self._recovered(backoff)
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
                     self._went_down("redis", exc)
@@ -136,6 +143,12 @@ class Worker:
                     self.log.exception("worker iteration failed; backing off")
                     self._retry_later(backoff)
         finally:
+            try:
+                self._drain_inflight()
+            except Exception:
+                # Not acknowledged, so not lost: the entries are re-read or claimed later.
+                self.log.exception("last batch could not be stored; it stays pending")
+            self._writer.shutdown(wait=True)
             if self.burst and self._redis is not None:
                 # A drained burst leaves the stream trimmed, as a long-running worker would.
                 with contextlib.suppress(redis.RedisError):
@@ -258,16 +271,32 @@ class Worker:
         return self._pricebook
 
     def _load_overrides(self) -> list[Any]:
-        return load_overrides(self._db())
+        # Its own short connection: the batch connection belongs to the writer thread.
+        with psycopg.connect(self.settings.database_url, connect_timeout=5) as conn:
+            return load_overrides(conn)
 
     def _handle(self, entries: list[Entry], *, redelivered: bool = False) -> None:
         counts = self._delivery_counts(entries) if redelivered else {}
         limit = self.settings.max_deliveries
         if counts and max(counts.values()) > limit:
+            self._drain_inflight()
             entries = self._handle_over_limit(entries, counts)
             if not entries:
                 return
-        self._store(entries, counts)
+        started = time.perf_counter()
+        # Prepared here while the writer thread commits the previous batch: the
+        # Python work of one overlaps Postgres' work on the other.
+        batch = prepare_batch(
+            entries, pricebook=self._prices(), settings=self.settings, delivery_counts=counts
+        )
+        self._drain_inflight()
+        self._inflight = self._writer.submit(self._commit, batch, started)
+
+    def _drain_inflight(self) -> None:
+        """Wait for the batch being written; re-raises what went wrong with it."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            inflight.result()
 
     def _handle_over_limit(self, entries: list[Entry], counts: dict[bytes, int]) -> list[Entry]:
         """Entries delivered too often: try each alone; dead-letter what still fails.
@@ -313,10 +342,15 @@ class Worker:
             self.counters.rejected += 1
 
     def _store(self, entries: list[Entry], counts: dict[bytes, int]) -> None:
+        """Prepare and commit in this thread (entries handled one at a time)."""
         started = time.perf_counter()
         batch = prepare_batch(
             entries, pricebook=self._prices(), settings=self.settings, delivery_counts=counts
         )
+        self._commit(batch, started)
+
+    def _commit(self, batch: PreparedBatch, started: float) -> None:
+        """Write, then acknowledge; runs on the writer thread for ordinary batches."""
         inserted = self._write(batch)
         if inserted is None:
             return  # stopped while Postgres was away: the batch stays pending for later
