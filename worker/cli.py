@@ -309,6 +309,117 @@ def spool_replay(
     console.print(f"sent {sent} spooled event(s) from {folder}", markup=False)
 
 
+# -- observability: `status` and `serve` ---------------------------------------------
+
+
+@app.command()
+def status(
+    json_output: Annotated[bool, typer.Option("--json", help="One JSON object")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Redraw every second")] = False,
+    max_lag: Annotated[
+        int | None,
+        typer.Option("--max-lag", min=0, help="Exit 1 when more entries were never delivered"),
+    ] = None,
+    max_pending_age: Annotated[
+        float | None,
+        typer.Option(
+            "--max-pending-age", min=0, help="Exit 1 when an unacknowledged entry is older (s)"
+        ),
+    ] = None,
+    redis_url: RedisUrl = None,
+    stream: Stream = None,
+    group: Group = None,
+) -> None:
+    """Queue depth, consumers and a verdict; thresholds set the exit code (cron, probes).
+
+    Exit codes: 0 fine, 1 a threshold is exceeded, 2 Redis cannot be reached.
+    """
+    import time
+
+    import redis
+    from rich.live import Live
+
+    from producer.connection import connect
+    from worker.status import Thresholds, queue_status, render_status, status_json
+
+    settings = _settings(redis_url=redis_url, stream=stream, group=group)
+    limits = Thresholds(max_lag=max_lag, max_pending_age_s=max_pending_age)
+    client = connect(settings.redis_url, socket_timeout=5.0, connect_timeout=5.0)
+
+    def check() -> Any:
+        try:
+            return queue_status(client, settings, thresholds=limits)
+        except redis.RedisError as exc:
+            console.print(f"[red]cannot read the queue at {settings.redis_url}: {exc}[/red]")
+            raise typer.Exit(2) from None
+
+    if not watch:
+        found = check()
+        if json_output:
+            typer.echo(status_json(found))
+        else:
+            console.print(render_status(found))
+        raise typer.Exit(0 if found.ok else 1)
+    found = check()
+    if json_output:
+        while True:  # one JSON line per second, until interrupted
+            typer.echo(status_json(found))
+            time.sleep(1.0)
+            found = check()
+    with Live(render_status(found), console=console, auto_refresh=False) as live:
+        while True:
+            time.sleep(1.0)
+            found = check()
+            live.update(render_status(found), refresh=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to listen on [env: AILEDGER_API_HOST]")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help="Port [env: AILEDGER_API_PORT]")
+    ] = None,
+    database_url: DatabaseUrl = None,
+    api_database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--api-database-url",
+            help="Read-only connection [env: AILEDGER_API_DATABASE_URL; "
+            "default: the database as ailedger_reader]",
+        ),
+    ] = None,
+    redis_url: RedisUrl = None,
+    stream: Stream = None,
+    group: Group = None,
+) -> None:
+    """Serve the metrics API (OpenAPI docs at /docs); admin endpoints need AILEDGER_API_TOKEN."""
+    import uvicorn
+
+    from worker.api import create_app, is_loopback
+
+    settings = _settings(
+        api_host=host,
+        api_port=port,
+        database_url=database_url,
+        api_database_url=api_database_url,
+        redis_url=redis_url,
+        stream=stream,
+        group=group,
+    )
+    if settings.api_token is None and not is_loopback(settings.api_host):
+        console.print(
+            f"[red]refusing to listen on {settings.api_host} without a token:[/red] "
+            "set AILEDGER_API_TOKEN, or listen on 127.0.0.1"
+        )
+        raise typer.Exit(2)
+    configure_logging()
+    uvicorn.run(
+        create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None
+    )
+
+
 def main() -> None:
     from worker.errors import AILedgerError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from producer.constants import DEFAULT_GROUP, DEFAULT_STREAM
@@ -40,6 +40,18 @@ class Settings(BaseSettings):
 
     # Demo and embedded servers.
     data_dir: Path = Path(".ailedger")
+
+    # Observability: Prometheus /metrics on workers, and the metrics API (`ailedger serve`).
+    #: Port of a worker's /metrics endpoint; None or 0: not served.
+    metrics_port: int | None = Field(default=None, ge=0, le=65_535)
+    metrics_host: str = "0.0.0.0"
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65_535)
+    #: Bearer token of the admin endpoints; without one `serve` listens on loopback only.
+    api_token: SecretStr | None = None
+    #: How the API connects; default: database_url as the read-only role, without password.
+    api_database_url: str | None = None
+    api_role: str = "ailedger_reader"
 
     def threshold_for(self, task: str) -> Decimal:
         return self.task_thresholds.get(task, self.default_threshold)

@@ -1,0 +1,283 @@
+"""Is logging keeping up? Queue depth, consumers and a verdict, for `ailedger status`.
+
+Everything comes from Redis: the stream (length), the consumer group (lag: never
+delivered; pending: delivered, not acknowledged), the dead-letter stream, and the
+heartbeat key each live worker refreshes with its counters. Thresholds turn the
+answer into an exit code, so the same check serves a terminal, cron and a probe.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+import redis
+from rich.console import Group
+from rich.table import Table
+
+from producer.constants import dead_letter_stream, heartbeat_key
+from worker.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Limits that make a status failing (None: not checked)."""
+
+    max_lag: int | None = None
+    max_pending_age_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerStatus:
+    """One consumer of the group, as Redis and its heartbeat describe it."""
+
+    name: str
+    pending: int
+    idle_s: float
+    #: A live worker refreshes its heartbeat every second; without one it has gone.
+    alive: bool
+    last_heartbeat_s: float | None = None
+    events: int | None = None
+    inserted: int | None = None
+    rejected: int | None = None
+    host: str | None = None
+    pid: int | None = None
+    #: "redis" or "postgres" while the worker cannot reach it.
+    down: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStatus:
+    """The stream, its consumer group and a verdict; ``to_dict()`` is the JSON form."""
+
+    stream: str
+    group: str
+    length: int
+    lag: int
+    pending: int
+    oldest_pending_age_s: float | None
+    dead_letter: int
+    consumers: tuple[ConsumerStatus, ...]
+    #: Consumers that left nothing pending and no heartbeat behind (not listed).
+    departed_consumers: int = 0
+    problems: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    checked_at: float = field(default_factory=time.time)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def waiting(self) -> int:
+        return self.lag + self.pending
+
+    @property
+    def verdict(self) -> str:
+        if self.problems:
+            return "failing: " + "; ".join(self.problems)
+        if self.warnings:
+            return "warning: " + "; ".join(self.warnings)
+        if self.waiting:
+            return f"ok: {self.waiting} entries in flight"
+        return "ok: nothing waiting"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["consumers"] = [asdict(c) for c in self.consumers]
+        data["problems"] = list(self.problems)
+        data["warnings"] = list(self.warnings)
+        data["ok"] = self.ok
+        data["verdict"] = self.verdict
+        return data
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _id_ms(stream_id: Any) -> int:
+    return int(_text(stream_id).split("-", 1)[0])
+
+
+def _group_info(client: redis.Redis, stream: str, group: str) -> dict[str, Any] | None:
+    for info in client.xinfo_groups(stream):
+        if _text(info["name"]) == group:
+            return dict(info)
+    return None
+
+
+def _lag(client: redis.Redis, stream: str, info: dict[str, Any], length: int) -> int:
+    lag = info.get("lag")
+    if lag is not None:
+        return int(lag)
+    # Redis cannot tell after entries were deleted from the undelivered range; what it
+    # counts itself (entries added minus read) is then an upper bound, the length a cruder one.
+    read = info.get("entries-read")
+    if read is None:
+        return length
+    added = int(client.xinfo_stream(stream)["entries-added"])
+    return max(0, min(length, added - int(read)))
+
+
+def _consumers(
+    client: redis.Redis, stream: str, group: str, now: float
+) -> tuple[list[ConsumerStatus], int]:
+    raw = client.xinfo_consumers(stream, group)
+    if not raw:
+        return [], 0
+    names = [_text(c["name"]) for c in raw]
+    beats = client.mget([heartbeat_key(stream, name) for name in names])
+    listed: list[ConsumerStatus] = []
+    departed = 0
+    for info, name, beat in zip(raw, names, beats, strict=True):
+        pending = int(info["pending"])
+        if beat is None:
+            if pending == 0:
+                departed += 1
+                continue
+            listed.append(
+                ConsumerStatus(name=name, pending=pending, idle_s=info["idle"] / 1000, alive=False)
+            )
+            continue
+        data = orjson.loads(beat)
+        listed.append(
+            ConsumerStatus(
+                name=name,
+                pending=pending,
+                idle_s=info["idle"] / 1000,
+                alive=True,
+                last_heartbeat_s=max(0.0, now - float(data.get("beat_at", now))),
+                events=data.get("entries"),
+                inserted=data.get("inserted"),
+                rejected=data.get("rejected"),
+                host=data.get("host"),
+                pid=data.get("pid"),
+                down=data.get("down"),
+            )
+        )
+    listed.sort(key=lambda c: (not c.alive, c.name))
+    return listed, departed
+
+
+def queue_status(
+    client: redis.Redis, settings: Settings, *, thresholds: Thresholds | None = None
+) -> QueueStatus:
+    """Read the stream's depth, its consumers and their heartbeats; judge by ``thresholds``.
+
+    Raises ``redis.RedisError`` when Redis cannot be asked.
+    """
+    stream, group = settings.stream, settings.group
+    now = time.time()
+    seconds, micros = client.time()
+    redis_now_ms = seconds * 1000 + micros // 1000
+    length = int(client.xlen(stream))
+    dead = int(client.xlen(dead_letter_stream(stream)))
+    info = _group_info(client, stream, group) if length or client.exists(stream) else None
+    consumers: list[ConsumerStatus] = []
+    departed = 0
+    oldest: float | None = None
+    if info is None:
+        # No worker has ever read this stream: everything in it waits.
+        lag, pending = length, 0
+    else:
+        lag = _lag(client, stream, info, length)
+        pending = int(info["pending"])
+        if pending:
+            summary = client.xpending(stream, group)
+            if summary.get("min") is not None:
+                # Entry ids carry the Redis clock of the XADD: the event's age in the queue.
+                oldest = max(0.0, (redis_now_ms - _id_ms(summary["min"])) / 1000)
+        consumers, departed = _consumers(client, stream, group, now)
+
+    problems: list[str] = []
+    warnings: list[str] = []
+    limits = thresholds or Thresholds()
+    if limits.max_lag is not None and lag > limits.max_lag:
+        problems.append(f"lag {lag} exceeds --max-lag {limits.max_lag}")
+    if (
+        limits.max_pending_age_s is not None
+        and oldest is not None
+        and oldest > limits.max_pending_age_s
+    ):
+        problems.append(
+            f"oldest pending entry is {oldest:.0f}s old, over --max-pending-age "
+            f"{limits.max_pending_age_s:g}s"
+        )
+    live = [c for c in consumers if c.alive]
+    if lag + pending and not live:
+        warnings.append(f"no live worker while {lag + pending} entries wait")
+    for consumer in consumers:
+        if consumer.down:
+            warnings.append(f"{consumer.name} cannot reach {consumer.down}")
+        elif not consumer.alive:
+            warnings.append(
+                f"{consumer.pending} entries pending at departed {consumer.name}; "
+                "a live worker claims them once they are idle long enough"
+            )
+    return QueueStatus(
+        stream=stream,
+        group=group,
+        length=length,
+        lag=lag,
+        pending=pending,
+        oldest_pending_age_s=None if oldest is None else round(oldest, 3),
+        dead_letter=dead,
+        consumers=tuple(consumers),
+        departed_consumers=departed,
+        problems=tuple(problems),
+        warnings=tuple(warnings),
+        checked_at=now,
+    )
+
+
+def status_json(status: QueueStatus) -> str:
+    return orjson.dumps(status.to_dict()).decode()
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def render_status(status: QueueStatus) -> Group:
+    """Two rich tables: the queue with its verdict, and the consumers."""
+    style = "red" if status.problems else "yellow" if status.warnings else "green"
+    queue = Table(title=f"ailedger queue  {status.stream} / {status.group}", show_header=False)
+    queue.add_column(style="bold")
+    queue.add_column(justify="right")
+    queue.add_row("stream length", _count(status.length))
+    queue.add_row("lag (never delivered)", _count(status.lag))
+    queue.add_row("pending (not acknowledged)", _count(status.pending))
+    queue.add_row("oldest pending", _age(status.oldest_pending_age_s))
+    queue.add_row("dead letters", _count(status.dead_letter))
+    queue.add_row("verdict", f"[{style}]{status.verdict}[/{style}]")
+
+    consumers = Table(title="consumers")
+    for column in ("name", "state", "idle", "pending", "last heartbeat", "events", "stored"):
+        consumers.add_column(column, justify="left" if column in ("name", "state") else "right")
+    for c in status.consumers:
+        state = f"down: {c.down}" if c.down else "alive" if c.alive else "gone"
+        consumers.add_row(
+            c.name,
+            state,
+            _age(c.idle_s),
+            _count(c.pending),
+            _age(c.last_heartbeat_s),
+            _count(c.events),
+            _count(c.inserted),
+        )
+    if status.departed_consumers:
+        consumers.caption = f"{status.departed_consumers} departed consumer(s) with nothing pending"
+    return Group(queue, consumers)
