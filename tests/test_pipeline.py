@@ -278,3 +278,75 @@ def test_database_unreachable_keeps_entries_pending(settings, redis_client) -> N
 def pending(client, stream: str) -> int:  # type: ignore[no-untyped-def]
     groups = client.xinfo_groups(stream)
     return int(groups[0]["pending"]) if groups else 0
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_running_workers_expose_prometheus_metrics(settings, db, processes: int) -> None:
+    import urllib.request
+
+    logger = AICallLogger(settings.redis_url, stream=settings.stream)
+    for i in range(300):
+        logger.log(task="t", model="gpt-4o", input_tokens=i, output_tokens=-1 if i == 7 else 1)
+    assert logger.flush(10)
+    logger.close()
+    port = free_port()
+    env = worker_env(settings)
+    env["AILEDGER_METRICS_HOST"] = "127.0.0.1"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "worker.cli",
+            "worker",
+            "--processes",
+            str(processes),
+            "--metrics-port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: db.execute("SELECT count(*) FROM ai_call_logs").fetchone()[0] == 299)
+
+        def scrape() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as page:
+                return str(page.read().decode())
+
+        def values() -> dict[str, float]:
+            found = {}
+            for line in scrape().splitlines():
+                if line.startswith("ailedger_") and " " in line:
+                    name, value = line.rsplit(" ", 1)
+                    found[name] = found.get(name, 0.0) + float(value)
+            return found
+
+        wait_for(lambda: values().get("ailedger_events_stored_total", 0) == 299)
+        found = values()
+        assert found["ailedger_events_rejected_total"] == 1
+        assert found['ailedger_queue_up{group="ailedger",stream="' + settings.stream + '"}'] == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+
+def test_an_implausible_cost_is_dead_lettered_not_overflowed(settings, db, run_burst) -> None:
+    logger = AICallLogger(settings.redis_url, stream=settings.stream)
+    logger.log(task="t", model="o1-pro", provider="openai", output_tokens=2_000_000_000)
+    logger.log(task="t", model="gpt-4o", input_tokens=10)
+    assert logger.flush(5)
+    logger.close()
+    worker = run_burst()
+    assert worker.counters.inserted == 1 and worker.counters.rejected == 1
+    (reason,) = db.execute("SELECT reason FROM ai_call_rejects").fetchone()
+    assert "not plausible" in reason and "check the token counts" in reason

@@ -58,6 +58,12 @@ def worker(
     ] = 1,
     burst: Annotated[bool, typer.Option("--burst", help="Exit once the stream is drained")] = False,
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1)] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port", help="Serve Prometheus /metrics [env: AILEDGER_METRICS_PORT]"
+        ),
+    ] = None,
     redis_url: RedisUrl = None,
     database_url: DatabaseUrl = None,
     stream: Stream = None,
@@ -73,6 +79,7 @@ def worker(
         stream=stream,
         group=group,
         batch_size=batch_size,
+        metrics_port=metrics_port,
     )
     raise typer.Exit(run_workers(settings, processes=processes, burst=burst))
 

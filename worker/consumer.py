@@ -28,6 +28,7 @@ import structlog
 from producer.backoff import Backoff
 from producer.connection import connect
 from producer.constants import dead_letter_stream, heartbeat_key
+from worker.metrics import WorkerMetrics, worker_metrics
 from worker.prepare import Entry, PreparedBatch, prepare_batch, raw_payload
 from worker.pricing import PriceBook, load_overrides
 from worker.settings import Settings
@@ -60,8 +61,10 @@ class Worker:
         burst: bool = False,
         pricebook: PriceBook | None = None,
         backoff: type[Backoff] = Backoff,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics if metrics is not None else worker_metrics()
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid4().hex[:6]}"
         self.burst = burst
         self.counters = WorkerCounters()
@@ -214,6 +217,7 @@ class Worker:
             claimed = [(sid, fields) for sid, fields in claimed if fields is not None]
             if claimed:
                 self.counters.claimed += len(claimed)
+                self.metrics.claimed(len(claimed))
                 self.log.info("claimed idle entries", count=len(claimed))
                 return claimed, True
         block = BURST_BLOCK_MS if self.burst else settings.block_ms
@@ -286,11 +290,35 @@ class Worker:
         started = time.perf_counter()
         # Prepared here while the writer thread commits the previous batch: the
         # Python work of one overlaps Postgres' work on the other.
-        batch = prepare_batch(
-            entries, pricebook=self._prices(), settings=self.settings, delivery_counts=counts
-        )
+        batch = self._prepare(entries, counts)
+        if batch is None:
+            return
         self._drain_inflight()
         self._inflight = self._writer.submit(self._commit, batch, started)
+
+    def _prepare(self, entries: list[Entry], counts: dict[bytes, int]) -> PreparedBatch | None:
+        """Validate, price, score; waits out a Postgres outage (prices) holding the entries.
+
+        Retrying here instead of re-reading them keeps an outage from counting as
+        deliveries, which would end with good events dead-lettered as poison.
+        """
+        backoff = self._new_backoff()
+        while True:
+            try:
+                batch = prepare_batch(
+                    entries,
+                    pricebook=self._prices(),
+                    settings=self.settings,
+                    delivery_counts=counts,
+                )
+            except psycopg.OperationalError as exc:
+                self._went_down("postgres", exc)
+                self._renew_lease([sid for sid, _ in entries])
+                if self._stop.wait(backoff.next_delay()):
+                    return None
+                continue
+            self._recovered(backoff)
+            return batch
 
     def _drain_inflight(self) -> None:
         """Wait for the batch being written; re-raises what went wrong with it."""
@@ -319,6 +347,8 @@ class Worker:
                 try:
                     self._store([entry], counts)
                     continue
+                except (redis.ConnectionError, redis.TimeoutError, psycopg.OperationalError):
+                    raise  # a server away is not the entry's fault: retried, not dead-lettered
                 except Exception as exc:
                     reason = f"failed alone after {delivered} deliveries: {exc!r}"[:1000]
             self._dead_letter_untried(entry, delivered, reason)
@@ -344,22 +374,29 @@ class Worker:
     def _store(self, entries: list[Entry], counts: dict[bytes, int]) -> None:
         """Prepare and commit in this thread (entries handled one at a time)."""
         started = time.perf_counter()
-        batch = prepare_batch(
-            entries, pricebook=self._prices(), settings=self.settings, delivery_counts=counts
-        )
-        self._commit(batch, started)
+        batch = self._prepare(entries, counts)
+        if batch is not None:
+            self._commit(batch, started)
 
     def _commit(self, batch: PreparedBatch, started: float) -> None:
         """Write, then acknowledge; runs on the writer thread for ordinary batches."""
+        write_started = time.perf_counter()
         inserted = self._write(batch)
         if inserted is None:
             return  # stopped while Postgres was away: the batch stays pending for later
+        write_seconds = time.perf_counter() - write_started
         self._acknowledge(batch)
         counters = self.counters
         counters.batches += 1
         counters.entries += len(batch.ids)
         counters.inserted += inserted
         counters.rejected += len(batch.rejects)
+        self.metrics.batch_stored(
+            size=len(batch.ids),
+            inserted=inserted,
+            rejected=len(batch.rejects),
+            seconds=write_seconds,
+        )
         self.log.debug(
             "batch stored",
             batch_size=len(batch.ids),
@@ -395,21 +432,21 @@ class Worker:
                 if self._conn is not None:
                     self._conn.close()
                 self._conn = None
-                self._renew_lease(batch)
+                self._renew_lease(batch.ids)
                 if self._stop.wait(backoff.next_delay()):
                     return None
                 continue
             self._recovered(backoff)
             return inserted
 
-    def _renew_lease(self, batch: PreparedBatch) -> None:
+    def _renew_lease(self, ids: list[bytes]) -> None:
         """Keep a batch we are still working on from looking abandoned to other workers.
 
         XCLAIM ... JUSTID resets the entries' idle time without counting a delivery,
         so a long Postgres outage neither hands the batch around nor uses up its
         delivery limit.
         """
-        if not batch.ids:
+        if not ids:
             return
         with contextlib.suppress(redis.RedisError):
             self._client().xclaim(
@@ -417,7 +454,7 @@ class Worker:
                 self.settings.group,
                 self.consumer,
                 min_idle_time=0,
-                message_ids=list[Any](batch.ids),
+                message_ids=list[Any](ids),
                 justid=True,
             )
 
@@ -471,6 +508,7 @@ class Worker:
             pipe.xack(settings.stream, settings.group, *batch.ids)
         pipe.execute()
         if batch.rejects:
+            self.metrics.dead_lettered(len(batch.rejects))
             self.log.warning(
                 "entries dead-lettered",
                 count=len(batch.rejects),
@@ -505,6 +543,7 @@ class Worker:
         )
 
     def _went_down(self, what: str, exc: Exception) -> None:
+        self.metrics.backend_error(what)
         # Logged once per state change, not once per attempt.
         if self._down != what:
             self._down = what

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -15,6 +16,10 @@ from worker.settings import Settings
 from worker.store import Reject, Row
 
 Entry = tuple[bytes, dict[bytes, bytes]]
+
+#: No single AI call costs a million dollars: such a figure means broken token counts.
+#: (It is also where ai_call_logs.cost, NUMERIC(18, 12), runs out of digits.)
+MAX_CALL_COST = Decimal(1_000_000)
 
 
 @dataclass(slots=True)
@@ -77,6 +82,21 @@ def prepare_batch(
     weights = settings.confidence_weights
     for (item, stream_id, fields), priced in zip(parsed, prices, strict=True):
         event = item.event
+        if priced.cost is not None and priced.cost >= MAX_CALL_COST:
+            batch.rejects.append(
+                Reject(
+                    stream_id=stream_id.decode(),
+                    reason=(
+                        f"computed cost ${priced.cost:,.2f} for one call is not plausible"
+                        f" ({event.input_tokens} input, {event.output_tokens} output tokens"
+                        f" of {event.model}); check the token counts the service sent"
+                    ),
+                    raw=raw_payload(fields),
+                    event_id=str(event.id),
+                    delivery_count=(delivery_counts or {}).get(stream_id, 1),
+                )
+            )
+            continue
         batch.sources.append((stream_id, raw_payload(fields)))
         score = event.confidence_score
         if score is None:

@@ -80,20 +80,51 @@ def run_workers(
     child that dies unexpectedly is restarted (except in burst mode).
     """
     stop_event = stop_event or threading.Event()
-    if processes <= 1:
-        worker = Worker(settings, burst=burst)
-        if handle_signals:
-            install_stop_handlers(worker.stop)
+    port = settings.metrics_port
+    if processes > 1 and port:
+        from worker.metrics import multiprocess_metrics
 
-        def stop_when_told() -> None:
-            stop_event.wait()
-            worker.stop()
+        # One /metrics for all children, entered before any starts (prometheus multiprocess).
+        with multiprocess_metrics(settings, port):
+            return _run_processes(settings, processes, burst, handle_signals, stop_event)
+    if processes > 1:
+        return _run_processes(settings, processes, burst, handle_signals, stop_event)
+    server = None
+    if port:
+        from worker.metrics import serve_metrics
 
-        watcher = threading.Thread(target=stop_when_told, name="ailedger-stop", daemon=True)
-        watcher.start()
-        worker.run()
-        return 0
+        server = serve_metrics(port, settings=settings)
+    try:
+        return _run_one(settings, burst, handle_signals, stop_event)
+    finally:
+        if server is not None:
+            server.close()
 
+
+def _run_one(
+    settings: Settings, burst: bool, handle_signals: bool, stop_event: threading.Event
+) -> int:
+    worker = Worker(settings, burst=burst)
+    if handle_signals:
+        install_stop_handlers(worker.stop)
+
+    def stop_when_told() -> None:
+        stop_event.wait()
+        worker.stop()
+
+    watcher = threading.Thread(target=stop_when_told, name="ailedger-stop", daemon=True)
+    watcher.start()
+    worker.run()
+    return 0
+
+
+def _run_processes(
+    settings: Settings,
+    processes: int,
+    burst: bool,
+    handle_signals: bool,
+    stop_event: threading.Event,
+) -> int:
     ctx = mp.get_context("spawn")
     children: dict[int, Any] = {}
 
