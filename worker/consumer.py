@@ -79,7 +79,9 @@ class Worker:
         self._claim_cursor = "0-0"
         self._next_heartbeat = 0.0
         self._started_at = time.time()
-        self._down: str | None = None
+        #: Servers this worker currently cannot reach ("redis", "postgres"). The writer
+        #: thread and the reading loop both report: each reports only what it proved.
+        self._down: set[str] = set()
         self._last_error: str | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ailedger-writer")
         self._inflight: Future[None] | None = None
@@ -127,7 +129,7 @@ class Worker:
                         self._drain_inflight()
                         if self.burst and not self._own_backlog:
                             break
-                    self._recovered(backoff)
+                    self._recovered("redis", backoff)  # this iteration talked to Redis
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
                     self._went_down("redis", exc)
                     self._redis = None
@@ -317,7 +319,9 @@ class Worker:
                 if self._stop.wait(backoff.next_delay()):
                     return None
                 continue
-            self._recovered(backoff)
+            if backoff.attempts:
+                # Prices failed to load and now loaded: Postgres answered.
+                self._recovered("postgres", backoff)
             return batch
 
     def _drain_inflight(self) -> None:
@@ -436,7 +440,7 @@ class Worker:
                 if self._stop.wait(backoff.next_delay()):
                     return None
                 continue
-            self._recovered(backoff)
+            self._recovered("postgres", backoff)
             return inserted
 
     def _renew_lease(self, ids: list[bytes]) -> None:
@@ -534,7 +538,7 @@ class Worker:
             "inserted": counters.inserted,
             "rejected": counters.rejected,
             "claimed": counters.claimed,
-            "down": self._down,
+            "down": sorted(self._down) or None,
         }
         self._client().set(
             heartbeat_key(self.settings.stream, self.consumer),
@@ -545,14 +549,15 @@ class Worker:
     def _went_down(self, what: str, exc: Exception) -> None:
         self.metrics.backend_error(what)
         # Logged once per state change, not once per attempt.
-        if self._down != what:
-            self._down = what
+        if what not in self._down:
+            self._down.add(what)
             self.log.warning(f"{what} unavailable; retrying with backoff", error=str(exc))
 
-    def _recovered(self, backoff: Backoff) -> None:
-        if self._down is not None:
-            self.log.info(f"{self._down} is back", attempts=backoff.attempts)
-            self._down = None
+    def _recovered(self, what: str, backoff: Backoff) -> None:
+        """``what`` just answered a real request: log its return once, reset the backoff."""
+        if what in self._down:
+            self._down.discard(what)
+            self.log.info(f"{what} is back", attempts=backoff.attempts)
         backoff.reset()
 
     def _close(self) -> None:

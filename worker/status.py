@@ -155,7 +155,7 @@ def _consumers(
                 rejected=data.get("rejected"),
                 host=data.get("host"),
                 pid=data.get("pid"),
-                down=data.get("down"),
+                down=_down_text(data.get("down")),
             )
         )
     listed.sort(key=lambda c: (not c.alive, c.name))
@@ -281,3 +281,10 @@ def render_status(status: QueueStatus) -> Group:
     if status.departed_consumers:
         consumers.caption = f"{status.departed_consumers} departed consumer(s) with nothing pending"
     return Group(queue, consumers)
+
+
+def _down_text(value: object) -> str | None:
+    """The heartbeat's servers a consumer cannot reach, as "postgres" or "postgres, redis"."""
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value) or None
+    return str(value) if value else None
