@@ -196,3 +196,15 @@ def test_packed_xadd_reports_a_refusal_and_leaves_the_connection_usable(
     assert redis_client.ping()
     xadd_events(redis_client, stream, [b'{"n":3}'])
     assert redis_client.xlen(stream) == 3
+
+
+def test_a_lone_surrogate_in_a_message_does_not_lose_the_call() -> None:
+    client = fakeredis.FakeRedis()
+    logger = AICallLogger(client=client, stream="s")
+    # An exception text carrying a file name decoded with surrogateescape.
+    event_id = logger.log(task="t", model="m", input_tokens=3, error_message="bad \udcff name")
+    assert logger.flush(5)
+    (sent,) = entries(client, "s")
+    assert sent["id"] == event_id and sent["input_tokens"] == 3
+    assert sent["error_message"] == "bad \ufffd name"
+    logger.close()

@@ -10,6 +10,7 @@ the row notes it, so the call's cost record is never lost to a malformed extra.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ import orjson
 from pydantic import (
     AliasChoices,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -37,7 +39,16 @@ MAX_TEXT = 10_000
 MAX_JSON_BYTES = 256 * 1024
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Count = Annotated[int, Field(ge=0, le=INT32_MAX, strict=False)]
+
+
+def _not_a_boolean(value: Any) -> Any:
+    # JSON true is not a count: Python would read it as 1 token.
+    if isinstance(value, bool):
+        raise ValueError("must be a whole number, not true/false")
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_not_a_boolean), Field(ge=0, le=INT32_MAX, strict=False)]
 
 
 def _alias(name: str, *others: str) -> Any:
@@ -169,7 +180,51 @@ def _describe(error: Any) -> str:
 
 def _event_id(payload: dict[str, Any]) -> str | None:
     value = payload.get("id")
-    return value[:64] if isinstance(value, str) else None
+    return _clean_str(value[:64]) if isinstance(value, str) else None
+
+
+def _clean_str(value: str) -> str:
+    """Text Postgres can hold: no NUL, no lone surrogates (replaced by U+FFFD)."""
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value
+
+
+def _clean_top_level(payload: dict[str, Any], notes: dict[str, str]) -> dict[str, Any]:
+    """Clean text fields before validation, so that a NUL-only task counts as empty."""
+    cleaned: dict[str, Any] | None = None
+    for key, value in payload.items():
+        if not isinstance(value, str):
+            continue
+        fixed = _clean_str(value)
+        if fixed != value:
+            cleaned = cleaned if cleaned is not None else dict(payload)
+            cleaned[key] = fixed
+            what = "NUL characters removed" if "\x00" in value else "invalid Unicode replaced"
+            notes[key] = what
+    return payload if cleaned is None else cleaned
+
+
+def _without_non_finite(value: Any) -> tuple[Any, bool]:
+    """NaN and infinities (which JSONB cannot hold) replaced by null; True if any were."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, True
+    if isinstance(value, dict):
+        changed = False
+        out = {}
+        for key, item in value.items():
+            out[key], hit = _without_non_finite(item)
+            changed = changed or hit
+        return (out, True) if changed else (value, False)
+    if isinstance(value, list):
+        items = [_without_non_finite(item) for item in value]
+        if any(hit for _, hit in items):
+            return [item for item, _ in items], True
+    return value, False
 
 
 def _clean_text(event: CallEvent, notes: dict[str, str]) -> None:
@@ -221,11 +276,23 @@ def _scrub_surrogates(value: Any) -> Any:
     return value
 
 
-def parse_payload(payload: Any) -> ParsedEvent | Rejection:
-    """Validate one decoded event object."""
+def parse_payload(payload: Any, *, lenient_json: bool = False) -> ParsedEvent | Rejection:
+    """Validate one decoded event object.
+
+    ``lenient_json``: the payload was decoded by the fallback parser, so it may hold
+    NaN or infinities; in the JSON payload fields those become null, noted.
+    """
     if not isinstance(payload, dict):
         return Rejection(f"event must be a JSON object, got {type(payload).__name__}")
     notes: dict[str, str] = {}
+    payload = _clean_top_level(payload, notes)
+    if lenient_json:
+        for name in _JSON_FIELDS:
+            if isinstance(payload.get(name), dict):
+                value, changed = _without_non_finite(payload[name])
+                if changed:
+                    payload = {**payload, name: value}
+                    notes[name] = "NaN or infinite numbers stored as null"
     try:
         event = CallEvent.model_validate(payload)
     except ValidationError as exc:
@@ -257,7 +324,13 @@ def parse_entry(fields: dict[bytes, bytes]) -> ParsedEvent | Rejection:
         names = ", ".join(sorted(k.decode("utf-8", "replace") for k in fields)) or "none"
         return Rejection(f"stream entry has no {EVENT_FIELD.decode()!r} field (fields: {names})")
     try:
-        payload = orjson.loads(raw)
+        return parse_payload(orjson.loads(raw))
     except orjson.JSONDecodeError as exc:
-        return Rejection(f"event is not valid JSON: {exc}")
-    return parse_payload(payload)
+        error = exc
+    try:
+        # Python's own json module (and so many producers) writes NaN and Infinity, and
+        # lone surrogates are legal JSON escapes: accept them here, clean them per field.
+        payload = json.loads(raw)
+    except (ValueError, RecursionError):
+        return Rejection(f"event is not valid JSON: {error}")
+    return parse_payload(payload, lenient_json=True)
