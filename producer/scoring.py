@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -20,13 +21,19 @@ DEFAULT_THRESHOLD = Decimal("0.70")
 _CENT = Decimal("0.01")
 
 
+@functools.lru_cache(maxsize=4096)
+def _float_decimal(value: float) -> Decimal:
+    # Scores repeat (0.85, 0.9, 1.0 …): converting each distinct float once is enough.
+    return Decimal(repr(value))
+
+
 def _as_decimal(value: object) -> Decimal | None:
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal | str):
         return None
     if isinstance(value, float) and not math.isfinite(value):
         return None
     try:
-        number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+        number = _float_decimal(value) if isinstance(value, float) else Decimal(value)
     except (InvalidOperation, ValueError):
         return None
     if not number.is_finite() or number < 0 or number > 1:

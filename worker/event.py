@@ -194,11 +194,17 @@ def _clean_str(value: str) -> str:
     return value
 
 
-def _clean_top_level(payload: dict[str, Any], notes: dict[str, str]) -> dict[str, Any]:
-    """Clean text fields before validation, so that a NUL-only task counts as empty."""
+def _clean_top_level(
+    payload: dict[str, Any], notes: dict[str, str], *, surrogates: bool
+) -> dict[str, Any]:
+    """Clean text fields before validation, so that a NUL-only task counts as empty.
+
+    Lone surrogates can only come through the fallback parser (orjson refuses them),
+    so the costlier check for them runs only then.
+    """
     cleaned: dict[str, Any] | None = None
     for key, value in payload.items():
-        if not isinstance(value, str):
+        if not isinstance(value, str) or not (surrogates or "\x00" in value):
             continue
         fixed = _clean_str(value)
         if fixed != value:
@@ -285,7 +291,7 @@ def parse_payload(payload: Any, *, lenient_json: bool = False) -> ParsedEvent | 
     if not isinstance(payload, dict):
         return Rejection(f"event must be a JSON object, got {type(payload).__name__}")
     notes: dict[str, str] = {}
-    payload = _clean_top_level(payload, notes)
+    payload = _clean_top_level(payload, notes, surrogates=lenient_json)
     if lenient_json:
         for name in _JSON_FIELDS:
             if isinstance(payload.get(name), dict):
