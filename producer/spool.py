@@ -123,7 +123,7 @@ def xadd_events(client: redis.Redis, stream: str, payloads: Sequence[bytes]) -> 
     pool = client.connection_pool
     conn = pool.get_connection()
     try:
-        conn.send_packed_command([packed], check_health=False)
+        conn.send_packed_command([packed], check_health=False)  # type: ignore[no-untyped-call]
         error: Exception | None = None
         for _ in payloads:
             try:
@@ -133,7 +133,7 @@ def xadd_events(client: redis.Redis, stream: str, payloads: Sequence[bytes]) -> 
         if error is not None:
             raise error
     except BaseException:
-        conn.disconnect()
+        conn.disconnect()  # type: ignore[no-untyped-call]
         raise
     finally:
         pool.release(conn)
