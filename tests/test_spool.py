@@ -32,6 +32,7 @@ from producer.connection import connect
 from producer.constants import EVENT_FIELD
 from producer.spool import DiskSpool, frame, replay_spool
 from producer.wire import encode_event
+from tests.faults import redis_server_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,7 +89,7 @@ class RedisServer:
         # so a stop and start loses nothing that Redis had acknowledged.
         self.process = subprocess.Popen(
             [
-                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
+                *(redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1"),
                 *("--dir", str(self.folder), "--save", "3600 1", "--appendonly", "no"),
                 *("--daemonize", "no"),
             ],
