@@ -270,6 +270,11 @@ def test_database_unreachable_keeps_entries_pending(settings, redis_client) -> N
         time.sleep(1.0)
         assert pending(redis_client, settings.stream) == 1
         assert worker._thread is not None and worker._thread.is_alive()
+        # The heartbeat stays fresh through the outage and says what is down.
+        key = f"{settings.stream}:heartbeat:{worker.consumer}"
+        wait_for(lambda: orjson.loads(redis_client.get(key) or b"{}").get("down") == ["postgres"])
+        beat = orjson.loads(redis_client.get(key))
+        assert time.time() - beat["beat_at"] < 5
     finally:
         worker.stop(timeout=10)
     assert pending(redis_client, settings.stream) == 1

@@ -316,6 +316,7 @@ class Worker:
             except psycopg.OperationalError as exc:
                 self._went_down("postgres", exc)
                 self._renew_lease([sid for sid, _ in entries])
+                self._beat_while_waiting()
                 if self._stop.wait(backoff.next_delay()):
                     return None
                 continue
@@ -437,6 +438,7 @@ class Worker:
                     self._conn.close()
                 self._conn = None
                 self._renew_lease(batch.ids)
+                self._beat_while_waiting()
                 if self._stop.wait(backoff.next_delay()):
                     return None
                 continue
@@ -545,6 +547,11 @@ class Worker:
             orjson.dumps(beat),
             ex=self.settings.heartbeat_ttl_s,
         )
+
+    def _beat_while_waiting(self) -> None:
+        """Keep the heartbeat (and its "down" field) fresh through a long Postgres outage."""
+        with contextlib.suppress(redis.RedisError):
+            self._heartbeat()
 
     def _went_down(self, what: str, exc: Exception) -> None:
         self.metrics.backend_error(what)
