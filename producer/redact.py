@@ -121,7 +121,7 @@ def redact(value: object, *, max_bytes: int = DEFAULT_MAX_BYTES) -> object:
         clean = _Cleaner(limit).clean(value, 0)
         encoded = _encode(clean)
         if encoded is None:
-            clean = _valid_unicode(clean)
+            clean = repair_unicode(clean)
             encoded = _encode(clean)
             if encoded is None:
                 return {"_truncated": True, "_original_bytes": None}
@@ -354,14 +354,23 @@ def _encode(value: object) -> bytes | None:
         return None
 
 
-def _valid_unicode(value: object) -> object:
-    """``value`` with strings that UTF-8 cannot encode (lone surrogates) repaired."""
+def repair_text(text: str) -> str:
+    """``text`` as UTF-8 can carry it: lone surrogates (e.g. from surrogateescape) become U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
+def repair_unicode(value: object) -> object:
+    """``value`` with every string (keys too) passed through :func:`repair_text`."""
     if isinstance(value, str):
-        return value.encode("utf-8", "replace").decode("utf-8")
+        return repair_text(value)
     if isinstance(value, dict):
-        return {_valid_unicode(k): _valid_unicode(v) for k, v in value.items()}
+        return {repair_unicode(k): repair_unicode(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_valid_unicode(item) for item in value]
+        return [repair_unicode(item) for item in value]
     return value
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from producer.redact import redact
+from producer.redact import redact, repair_text
 from producer.usage import usage_from_response
 
 log = logging.getLogger("ailedger.producer")
@@ -59,23 +59,14 @@ def encode_event(fields: dict[str, Any], *, max_payload_bytes: int) -> tuple[str
         # can keep the call and its reason instead of the producer losing it.
         log.warning("ailedger could not encode event %s: %s", event_id, exc)
         safe = {
-            _text(k): _text(v) if isinstance(v, str) else v
+            repair_text(k): repair_text(v) if isinstance(v, str) else v
             for k, v in fields.items()
             if isinstance(v, str | float | None) or (isinstance(v, int) and abs(v) < 2**63)
         }
-        safe["id"] = _text(event_id)
+        safe["id"] = repair_text(event_id)
         safe.setdefault("timestamp", logged_at)
-        safe["_encode_error"] = _text(f"{type(exc).__name__}: {exc}"[:500])
+        safe["_encode_error"] = repair_text(f"{type(exc).__name__}: {exc}"[:500])
         try:
             return event_id, orjson.dumps(safe, default=repr, option=_OPTIONS)
         except Exception:  # the last resort: the worker will say what is missing
             return event_id, orjson.dumps({"id": safe["id"], "_encode_error": "unencodable"})
-
-
-def _text(value: str) -> str:
-    """A string UTF-8 can carry: lone surrogates (e.g. from surrogateescape) become U+FFFD."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return value

@@ -30,6 +30,8 @@ from pydantic import (
     field_validator,
 )
 
+from producer.redact import repair_text, repair_unicode
+
 INT32_MAX = 2**31 - 1
 #: Calls older than this are almost surely a producer bug (epoch zero, ms read as s).
 OLDEST_TIMESTAMP = datetime(2015, 1, 1, tzinfo=UTC)
@@ -162,6 +164,9 @@ _JSON_FIELDS = ("request_data", "response_data")
 class ParsedEvent:
     event: CallEvent
     notes: dict[str, str] = field(default_factory=dict)
+    #: request_data / response_data as the JSON text stored in their jsonb columns:
+    #: encoded once here, where their size and content are checked.
+    json: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -187,11 +192,7 @@ def _clean_str(value: str) -> str:
     """Text Postgres can hold: no NUL, no lone surrogates (replaced by U+FFFD)."""
     if "\x00" in value:
         value = value.replace("\x00", "")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return value
+    return repair_text(value)
 
 
 def _clean_top_level(
@@ -234,23 +235,20 @@ def _without_non_finite(value: Any) -> tuple[Any, bool]:
 
 
 def _clean_text(event: CallEvent, notes: dict[str, str]) -> None:
-    """Postgres text cannot hold NUL; long text is capped. Both are noted on the row."""
+    """Long text is capped, and noted on the row (NULs went before validation)."""
     for name in _TEXT_FIELDS:
         value = getattr(event, name)
-        if value is None:
-            continue
-        cleaned = value.replace("\x00", "") if "\x00" in value else value
-        if cleaned is not value:
-            notes[name] = "NUL characters removed"
-        if len(cleaned) > MAX_TEXT:
-            cleaned = cleaned[:MAX_TEXT]
+        if value is not None and len(value) > MAX_TEXT:
+            object.__setattr__(event, name, value[:MAX_TEXT])
             notes[name] = f"truncated to {MAX_TEXT} characters"
-        if cleaned is not value:
-            object.__setattr__(event, name, cleaned)
 
 
-def _clean_json(event: CallEvent, notes: dict[str, str]) -> None:
-    """JSONB cannot hold \\u0000 or lone surrogates; oversized payloads are dropped."""
+def _clean_json(event: CallEvent, notes: dict[str, str]) -> dict[str, str]:
+    """JSONB cannot hold \\u0000 or lone surrogates; oversized payloads are dropped.
+
+    Returns the JSON text of each payload kept, for its jsonb column.
+    """
+    texts: dict[str, str] = {}
     for name in _JSON_FIELDS:
         value = getattr(event, name)
         if value is None:
@@ -259,7 +257,7 @@ def _clean_json(event: CallEvent, notes: dict[str, str]) -> None:
             encoded = orjson.dumps(value)
         except (orjson.JSONEncodeError, TypeError):
             # Lone surrogates (invalid Unicode) cannot be encoded as UTF-8.
-            encoded = orjson.dumps(_scrub_surrogates(value))
+            encoded = orjson.dumps(repair_unicode(value))
             notes[name] = "invalid Unicode replaced"
         if b"\\u0000" in encoded:
             encoded = encoded.replace(b"\\u0000", b"")
@@ -270,16 +268,8 @@ def _clean_json(event: CallEvent, notes: dict[str, str]) -> None:
             continue
         if name in notes:
             object.__setattr__(event, name, orjson.loads(encoded))
-
-
-def _scrub_surrogates(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.encode("utf-8", "replace").decode("utf-8")
-    if isinstance(value, dict):
-        return {_scrub_surrogates(k): _scrub_surrogates(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub_surrogates(v) for v in value]
-    return value
+        texts[name] = encoded.decode()
+    return texts
 
 
 def parse_payload(payload: Any, *, lenient_json: bool = False) -> ParsedEvent | Rejection:
@@ -317,8 +307,8 @@ def parse_payload(payload: Any, *, lenient_json: bool = False) -> ParsedEvent | 
     if isinstance(encode_error, str):
         notes["producer"] = f"fields the producer could not encode were left out: {encode_error}"
     _clean_text(event, notes)
-    _clean_json(event, notes)
-    return ParsedEvent(event, notes)
+    texts = _clean_json(event, notes)
+    return ParsedEvent(event, notes, texts)
 
 
 def parse_entry(fields: dict[bytes, bytes]) -> ParsedEvent | Rejection:

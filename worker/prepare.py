@@ -130,8 +130,8 @@ def prepare_batch(
                 _json(event.confidence_breakdown),
                 action,
                 reason,
-                _json(event.request_data),
-                _json(event.response_data),
+                item.json.get("request_data"),
+                item.json.get("response_data"),
                 event.error_message,
                 _json(item.notes or None),
             )
