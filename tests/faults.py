@@ -50,7 +50,7 @@ FAST_WORKER_ENV = {
 
 
 def wait_for(
-    condition: Callable[[], T], *, timeout: float, interval: float = 0.1, what: str = ""
+    condition: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.1, what: str = ""
 ) -> T:
     """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -61,6 +61,31 @@ def wait_for(
         if time.monotonic() >= deadline:
             raise AssertionError(f"{what or 'condition'} not met within {timeout}s")
         time.sleep(interval)
+
+
+def cli_env(settings: Any) -> dict[str, str]:
+    """The environment an ``ailedger`` process needs to work on a test's servers and stream."""
+    return {
+        **os.environ,
+        "AILEDGER_REDIS_URL": settings.redis_url,
+        "AILEDGER_DATABASE_URL": settings.database_url,
+        "AILEDGER_STREAM": settings.stream,
+        "AILEDGER_BLOCK_MS": "200",
+        "AILEDGER_LOG_JSON": "1",
+    }
+
+
+def run_ailedger(
+    settings: Any, *args: str, timeout: float = 120, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``ailedger ARGS`` as an operator would, on the test's servers; output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        env={**cli_env(settings), **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def free_port() -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import redis
 
 from producer import AICallLogger
+from tests.faults import wait_for
 from worker.consumer import Worker
 from worker.pricing import PriceBook, Priced
 from worker.trimming import remove_departed_consumers, trim_acknowledged
@@ -21,15 +21,6 @@ def log_events(settings, n: int, **fields: Any) -> list[str]:  # type: ignore[no
     assert logger.flush(10)
     logger.close()
     return ids
-
-
-def wait_for(condition, timeout: float = 30.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def test_acknowledged_entries_are_trimmed_unacknowledged_never(

@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import orjson
 
 from producer import AICallLogger
 from producer.constants import dead_letter_stream
+from tests.faults import run_ailedger
 
 
-def cli(settings, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    env = dict(
-        os.environ,
-        AILEDGER_REDIS_URL=settings.redis_url,
-        AILEDGER_DATABASE_URL=settings.database_url,
-        AILEDGER_STREAM=settings.stream,
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def dlq(settings, *args: str):  # type: ignore[no-untyped-def]
+    """``ailedger dlq ARGS`` on the test's servers."""
+    return run_ailedger(settings, "dlq", *args, timeout=60)
 
 
 def test_list_replay_after_fix_and_purge(settings, db, redis_client, run_burst) -> None:
@@ -39,28 +25,28 @@ def test_list_replay_after_fix_and_purge(settings, db, redis_client, run_burst) 
     run_burst()
     assert [r[0] for r in db.execute("SELECT id::text FROM ai_call_logs")] == [kept]
 
-    listed = cli(settings, "dlq", "list", "--json")
+    listed = dlq(settings, "list", "--json")
     assert listed.returncode == 0, listed.stderr
     (letter,) = [orjson.loads(line) for line in listed.stdout.splitlines()]
     assert letter["event_id"] == refused and "short_task" in letter["reason"]
     assert orjson.loads(letter["raw"])["id"] == refused
 
-    assert cli(settings, "dlq", "replay").returncode == 2  # must say which
+    assert dlq(settings, "replay").returncode == 2  # must say which
     db.execute("ALTER TABLE ai_call_logs DROP CONSTRAINT short_task")  # the fix
-    replayed = cli(settings, "dlq", "replay", "--id", letter["stream_id"])
+    replayed = dlq(settings, "replay", "--id", letter["stream_id"])
     assert replayed.returncode == 0, replayed.stderr
     run_burst()
     stored = {r[0] for r in db.execute("SELECT id::text FROM ai_call_logs")}
     assert stored == {kept, refused}
-    assert cli(settings, "dlq", "list", "--json").stdout.strip() == ""  # replayed ones hidden
+    assert dlq(settings, "list", "--json").stdout.strip() == ""  # replayed ones hidden
 
-    unknown = cli(settings, "dlq", "replay", "--id", "1-1")
+    unknown = dlq(settings, "replay", "--id", "1-1")
     assert unknown.returncode == 1 and "no dead letter" in unknown.stdout
 
     assert redis_client.xlen(dead_letter_stream(settings.stream)) == 1
-    bad_age = cli(settings, "dlq", "purge", "--older-than", "soon")
+    bad_age = dlq(settings, "purge", "--older-than", "soon")
     assert bad_age.returncode == 2 and "30d" in bad_age.stdout
     db.execute("UPDATE ai_call_rejects SET last_seen = NOW() - interval '40 days'")
-    purged = cli(settings, "dlq", "purge", "--older-than", "30d")
+    purged = dlq(settings, "purge", "--older-than", "30d")
     assert purged.returncode == 0 and "purged 1" in purged.stdout
     assert db.execute("SELECT count(*) FROM ai_call_rejects").fetchone() == (0,)

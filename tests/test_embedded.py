@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -19,6 +18,7 @@ import redis
 from psycopg.conninfo import make_conninfo
 from rich.console import Console
 
+from tests.faults import free_port
 from worker.demo import embedded_wanted, run_demo
 from worker.embedded import EmbeddedServers, servers_answer
 from worker.errors import ConfigurationError
@@ -30,12 +30,6 @@ from worker.traffic import CLIP
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # One folder for the module: initdb runs once, later tests restart from its data.
     return tmp_path_factory.mktemp("embedded")
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def server_processes(data_dir: Path) -> list[psutil.Process]:
@@ -127,7 +121,7 @@ def test_servers_answer_tells_a_server_from_a_closed_port(servers) -> None:
     # A missing database still means a server that answers: migrate creates it.
     missing = make_conninfo(servers.admin_url, dbname="ailedger_no_such_database")
     assert servers_answer(servers.redis_url, missing) == (True, True)
-    port = closed_port()
+    port = free_port()
     closed = (f"redis://127.0.0.1:{port}/0", f"postgresql://127.0.0.1:{port}/ailedger")
     started = time.monotonic()
     assert servers_answer(*closed, timeout=1.0) == (False, False)
@@ -181,7 +175,7 @@ def test_demo_uses_the_configured_servers(settings: Settings, db) -> None:
 
 
 def test_demo_says_which_configured_server_does_not_answer(settings: Settings) -> None:
-    down = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{closed_port()}/0"})
+    down = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
     with pytest.raises(
         ConfigurationError, match=r"Redis at redis://127\.0\.0\.1:\d+/0 did not answer"
     ):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,40 +15,8 @@ import pytest
 
 from producer import AICallLogger
 from producer.constants import EVENT_FIELD, dead_letter_stream
+from tests.faults import cli_env, free_port, run_ailedger, wait_for
 from worker.consumer import Worker
-
-
-def worker_env(settings) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    env = dict(os.environ)
-    env.update(
-        AILEDGER_REDIS_URL=settings.redis_url,
-        AILEDGER_DATABASE_URL=settings.database_url,
-        AILEDGER_STREAM=settings.stream,
-        AILEDGER_BLOCK_MS="200",
-        AILEDGER_LOG_JSON="1",
-    )
-    return env
-
-
-def run_cli(settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
-        env=worker_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def wait_for(condition, timeout: float = 30.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
-
 
 KNOWN = [
     # model, provider, input, output, expected cost
@@ -85,7 +52,7 @@ def test_ten_thousand_events_from_threads_two_worker_processes(settings, db, red
     logger.close()
     assert redis_client.xlen(settings.stream) == 10_000
 
-    result = run_cli(settings, "worker", "--burst", "--processes", "2")
+    result = run_ailedger(settings, "worker", "--burst", "--processes", "2")
     assert result.returncode == 0, result.stderr[-3000:]
 
     assert db.execute("SELECT count(*), count(DISTINCT id) FROM ai_call_logs").fetchone() == (
@@ -182,7 +149,7 @@ def test_sigterm_finishes_the_batch_and_exits_zero(settings, db, redis_client) -
     logger.close()
     proc = subprocess.Popen(
         [sys.executable, "-m", "worker.cli", "worker"],
-        env=worker_env(settings),
+        env=cli_env(settings),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -234,7 +201,7 @@ def test_override_price_wins_and_unknown_model_is_unpriced(
 
 @pytest.mark.parametrize("processes", [1])
 def test_burst_on_an_empty_stream_exits_at_once(settings, processes: int) -> None:
-    result = run_cli(settings, "worker", "--burst", "--processes", str(processes), timeout=30)
+    result = run_ailedger(settings, "worker", "--burst", "--processes", str(processes), timeout=30)
     assert result.returncode == 0, result.stderr
 
 
@@ -285,14 +252,6 @@ def pending(client, stream: str) -> int:  # type: ignore[no-untyped-def]
     return int(groups[0]["pending"]) if groups else 0
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.parametrize("processes", [1, 2])
 def test_running_workers_expose_prometheus_metrics(settings, db, processes: int) -> None:
     import urllib.request
@@ -303,7 +262,7 @@ def test_running_workers_expose_prometheus_metrics(settings, db, processes: int)
     assert logger.flush(10)
     logger.close()
     port = free_port()
-    env = worker_env(settings)
+    env = cli_env(settings)
     env["AILEDGER_METRICS_HOST"] = "127.0.0.1"
     proc = subprocess.Popen(
         [

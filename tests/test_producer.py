@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 import uuid
@@ -16,6 +15,7 @@ import redis
 import producer
 from producer import AICallLogger, track
 from producer.constants import EVENT_FIELD
+from tests.faults import free_port
 
 
 @pytest.fixture(autouse=True)
@@ -26,12 +26,6 @@ def _own_spool_dir(tmp_path, monkeypatch) -> None:
 
 def entries(client: redis.Redis, stream: str) -> list[dict]:
     return [orjson.loads(fields[EVENT_FIELD]) for _id, fields in client.xrange(stream)]
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_logged_events_reach_the_stream(servers, stream, redis_client) -> None:
@@ -79,7 +73,7 @@ def test_timestamp_is_when_the_call_started(servers, stream, redis_client) -> No
 @pytest.mark.parametrize("spool", ["disk", "off"])
 def test_redis_down_never_raises_nor_blocks_the_caller(tmp_path, spool) -> None:
     logger = AICallLogger(
-        f"redis://127.0.0.1:{closed_port()}/0",
+        f"redis://127.0.0.1:{free_port()}/0",
         stream="x",
         max_buffer=10_000,
         spool_dir=tmp_path,

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from decimal import Decimal
 
 from producer import AICallLogger
+from tests.faults import run_ailedger
 from worker.reprice import reprice
 
 
@@ -60,26 +58,9 @@ def test_queued_reprice_runs_on_the_maintenance_worker(
     db.execute(
         "INSERT INTO price_overrides (model, output_mtok, input_mtok) VALUES ('acme-llm', 1, 3)"
     )
-    env = dict(
-        os.environ,
-        AILEDGER_REDIS_URL=settings.redis_url,
-        AILEDGER_DATABASE_URL=settings.database_url,
-    )
-    queued = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "reprice", "--unpriced-only"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    queued = run_ailedger(settings, "reprice", "--unpriced-only", timeout=60)
     assert queued.returncode == 0 and "queued reprice job" in queued.stdout, queued.stderr
     assert costs(db)[private] == (None, "unpriced")  # queued, not run yet
-    worked = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "jobs", "--burst"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    worked = run_ailedger(settings, "jobs", "--burst", timeout=120)
     assert worked.returncode == 0, worked.stderr[-2000:]
     assert costs(db)[private] == (Decimal("3.000000000000"), "override")

@@ -32,15 +32,9 @@ from producer.connection import connect
 from producer.constants import EVENT_FIELD
 from producer.spool import DiskSpool, frame, replay_spool
 from producer.wire import encode_event
-from tests.faults import redis_server_binary
+from tests.faults import free_port, redis_server_binary
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(condition: Callable[[], Any], timeout: float = 20.0, what: str = "") -> None:

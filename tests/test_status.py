@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -15,47 +10,16 @@ from typer.testing import CliRunner
 
 from producer import AICallLogger
 from producer.constants import EVENT_FIELD, dead_letter_stream
+from tests.faults import run_ailedger, wait_for
 from worker.cli import app
 from worker.consumer import Worker
 from worker.status import Thresholds, queue_status
 
 
-def cli_env(settings) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    env = dict(os.environ)
-    env.update(
-        AILEDGER_REDIS_URL=settings.redis_url,
-        AILEDGER_DATABASE_URL=settings.database_url,
-        AILEDGER_STREAM=settings.stream,
-        AILEDGER_BLOCK_MS="200",
-        AILEDGER_LOG_JSON="1",
-    )
-    return env
-
-
-def ailedger(settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
-        env={**cli_env(settings), **env},
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-
-
 def status_json(settings, *args: str) -> tuple[int, dict[str, Any]]:  # type: ignore[no-untyped-def]
-    result = ailedger(settings, "status", "--json", *args)
+    result = run_ailedger(settings, "status", "--json", *args, timeout=180)
     assert result.returncode in (0, 1), result.stderr[-2000:]
     return result.returncode, orjson.loads(result.stdout)
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def log_events(settings, n: int) -> None:  # type: ignore[no-untyped-def]
@@ -87,7 +51,7 @@ def test_waiting_entries_fail_the_threshold_until_a_burst_drains_them(
     assert (crashed["name"], crashed["pending"], crashed["alive"]) == ("crashed", 1_000, False)
     assert found["oldest_pending_age_s"] is not None and found["oldest_pending_age_s"] < 120
 
-    burst = ailedger(settings, "worker", "--burst", AILEDGER_CLAIM_IDLE_MS="1")
+    burst = run_ailedger(settings, "worker", "--burst", timeout=180, AILEDGER_CLAIM_IDLE_MS="1")
     assert burst.returncode == 0, burst.stderr[-2000:]
     code, found = status_json(settings, "--max-lag", "100", "--max-pending-age", "60")
     assert (found["lag"], found["pending"]) == (0, 0)
