@@ -20,7 +20,7 @@ test: $(VENV)/.installed
 	$(BIN)/pytest -q
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check producer worker tests bench
+	$(BIN)/ruff check producer worker ailedger tests bench
 	$(BIN)/mypy
 
 bench: $(VENV)/.installed

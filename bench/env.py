@@ -24,7 +24,7 @@ import redis
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from worker.migrate import load_migrations, migrate
+from ailedger.ops.migrate import load_migrations, migrate
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_POSTGRES_URL = "postgresql://127.0.0.1:5432/postgres"
@@ -91,7 +91,7 @@ class BenchEnv:
     def fresh_database(self) -> str:
         """A new database holding exactly the migrated schema; returns its URL.
 
-        The first is created and migrated with ``worker.migrate.migrate`` (what
+        The first is created and migrated with ``ailedger.ops.migrate.migrate`` (what
         ``ailedger migrate`` runs); later ones are cloned from it, which is the same
         schema at a fraction of the cost.
         """

@@ -9,9 +9,9 @@ from typing import Any
 
 import redis
 
+from ailedger.demo.traffic import generate_jobs, new_uuid
 from producer.constants import EVENT_FIELD, VERSION_FIELD, WIRE_VERSION
 from producer.wire import encode_event
-from worker.traffic import generate_jobs, new_uuid
 
 #: What the producer caps request/response payloads at by default (AICallLogger).
 MAX_PAYLOAD_BYTES = 16_384
@@ -20,7 +20,7 @@ MAX_PAYLOAD_BYTES = 16_384
 def logged_fields(n: int, *, seed: int = 1) -> list[dict[str, Any]]:
     """``n`` field dicts as a service passes them to ``log(**fields)``.
 
-    The platform's mix (worker/traffic.py): task, model, provider, token counts,
+    The platform's mix (ailedger/demo/traffic.py): task, model, provider, token counts,
     latency, a confidence breakdown on most calls, the job id, small request and
     response payloads, a few errors and fallbacks.
     """

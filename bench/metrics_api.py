@@ -5,7 +5,7 @@
 
 In a throwaway database (dropped at the end unless ``--keep``): ``--rows`` calls spread
 evenly over ``--days`` days, generated inside Postgres (``INSERT … SELECT
-generate_series``) with the platform's task mix (sampled from ``worker/traffic.py``),
+generate_series``) with the platform's task mix (sampled from ``ailedger/demo/traffic.py``),
 lognormal tokens and latencies, confidences, errors and fallbacks; then the rollups are
 computed from the raw rows by one statement (``ailedger_rebuild_rollups``: the same SQL
 the workers' trigger runs per batch). The API is served by uvicorn on loopback, read
@@ -37,11 +37,11 @@ import uvicorn
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import SecretStr
 
+from ailedger.api.app import create_app
+from ailedger.demo.traffic import PROFILES, generate_jobs
+from ailedger.settings import Settings
 from bench.env import DEFAULT_REDIS_URL, bench_env, default_postgres_url, machine_facts
-from worker.api import create_app
-from worker.settings import Settings
 from worker.store import COLUMNS, write_batch
-from worker.traffic import PROFILES, generate_jobs
 
 TOKEN = "bench-token"
 #: USD per million tokens (input, output): the catalog's magnitudes; CLIP is self-hosted.

@@ -20,12 +20,12 @@ from typing import Any
 import bench.throughput as throughput
 import worker.consumer
 import worker.prepare
+from ailedger.settings import Settings
 from bench.cpu import CpuSampler
 from bench.env import BenchEnv, database_name
 from bench.events import fill_stream
 from worker.consumer import Worker
 from worker.pricing import PriceBook
-from worker.settings import Settings
 
 Result = dict[str, Any]
 

@@ -25,13 +25,13 @@ from typing import Any
 
 import psycopg
 
+from ailedger.settings import Settings
 from bench.cpu import MACHINE, CpuSampler
 from bench.env import BenchEnv, database_name
 from bench.events import as_entries, fill_stream
 from producer.constants import heartbeat_pattern
 from worker.prepare import prepare_batch
 from worker.pricing import PriceBook, load_overrides
-from worker.settings import Settings
 from worker.store import COLUMNS, Row, write_batch
 
 Result = dict[str, Any]
@@ -170,7 +170,7 @@ def worker_command(processes: int, batch_size: int) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "worker.cli",
+        "ailedger.cli",
         "worker",
         "--burst",
         "--processes",

@@ -21,9 +21,9 @@ import redis
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from ailedger.ops.migrate import migrate
+from ailedger.settings import Settings
 from worker.consumer import Worker
-from worker.migrate import migrate
-from worker.settings import Settings
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -65,7 +65,7 @@ def servers() -> Iterator[Servers]:
     if redis_ok and pg_ok:
         yield Servers(redis_url, admin_url)
         return
-    from worker.embedded import EmbeddedServers
+    from ailedger.demo.embedded import EmbeddedServers
 
     embedded = EmbeddedServers(
         Path(__file__).resolve().parent.parent / ".ailedger" / "test-servers"

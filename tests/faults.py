@@ -33,10 +33,10 @@ import pytest
 import redis
 from psycopg.conninfo import make_conninfo
 
+from ailedger.demo.traffic import generate_jobs
+from ailedger.ops.migrate import migrate
 from producer.constants import EVENT_FIELD, VERSION_FIELD, WIRE_VERSION, heartbeat_pattern
 from producer.wire import encode_event
-from worker.migrate import migrate
-from worker.traffic import generate_jobs
 
 T = TypeVar("T")
 
@@ -80,7 +80,7 @@ def run_ailedger(
 ) -> subprocess.CompletedProcess[str]:
     """Run ``ailedger ARGS`` as an operator would, on the test's servers; output captured."""
     return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
+        [sys.executable, "-m", "ailedger.cli", *args],
         env={**cli_env(settings), **env},
         capture_output=True,
         text=True,
@@ -276,7 +276,7 @@ class WorkerProcess:
         self.starts += 1
         log = (self.log_dir / f"worker-{self.starts}.log").open("wb")
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "worker", *self.args],
+            [sys.executable, "-m", "ailedger.cli", "worker", *self.args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -25,12 +25,12 @@ from psycopg.rows import dict_row
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
+from ailedger.api.app import create_app
+from ailedger.api.rollups import floor_time
+from ailedger.cli.commands import app as cli
+from ailedger.demo.traffic import generate_jobs
+from ailedger.ops.reprice import reprice
 from producer import AICallLogger
-from worker.api import create_app
-from worker.cli import app as cli
-from worker.reprice import reprice
-from worker.rollups import floor_time
-from worker.traffic import generate_jobs
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -390,7 +390,7 @@ def test_serve_answers_on_loopback(settings) -> None:  # type: ignore[no-untyped
         "PATH": "/usr/bin:/bin",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "ailedger.cli", "serve", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

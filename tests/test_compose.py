@@ -31,9 +31,9 @@ import pytest
 import typer
 import yaml
 
+from ailedger.cli.commands import app
+from ailedger.settings import Settings
 from producer.constants import DEFAULT_GROUP, DEFAULT_STREAM
-from worker.cli import app
-from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -318,7 +318,7 @@ def test_build_context_holds_everything_the_dockerfile_copies(tmp_path: Path) ->
 
 
 def test_wheel_from_the_build_context_carries_the_migrations(tmp_path: Path) -> None:
-    """What `pip install .` puts in the image: `ailedger migrate` finds worker/_sql there."""
+    """What `pip install .` puts in the image: `ailedger migrate` finds ailedger/_sql there."""
     context = tmp_path / "context"
     build_context(context)
     wheels = tmp_path / "wheels"
@@ -333,17 +333,19 @@ def test_wheel_from_the_build_context_carries_the_migrations(tmp_path: Path) -> 
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
-        assert "ailedger = worker.cli:main" in archive.read(entry_points).decode()
+        assert "ailedger = ailedger.cli:main" in archive.read(entry_points).decode()
         archive.extractall(tmp_path / "site")
     expected = sorted(p.name for p in (ROOT / "sql").glob("*.sql"))
-    packed = sorted(n.removeprefix("worker/_sql/") for n in names if n.startswith("worker/_sql/"))
+    packed = sorted(
+        n.removeprefix("ailedger/_sql/") for n in names if n.startswith("ailedger/_sql/")
+    )
     assert packed == expected
     # Imported from the unpacked wheel, outside the checkout, the migrations are found.
     probe = subprocess.run(
         [
             sys.executable,
             "-c",
-            "import worker, worker.migrate as m; "
+            "import worker, ailedger.ops.migrate as m; "
             "print(worker.__file__); print(*[x.name for x in m.load_migrations()])",
         ],
         cwd=tmp_path,

@@ -18,12 +18,12 @@ import redis
 from psycopg.conninfo import make_conninfo
 from rich.console import Console
 
+from ailedger.demo.embedded import EmbeddedServers, servers_answer
+from ailedger.demo.run import embedded_wanted, run_demo
+from ailedger.demo.traffic import CLIP
+from ailedger.settings import Settings
 from tests.faults import free_port
-from worker.demo import embedded_wanted, run_demo
-from worker.embedded import EmbeddedServers, servers_answer
 from worker.errors import ConfigurationError
-from worker.settings import Settings
-from worker.traffic import CLIP
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_a_killed_run_does_not_block_the_next_one(data_dir: Path) -> None:
         f"""
         import os, signal, sys
         from pathlib import Path
-        from worker.embedded import EmbeddedServers
+        from ailedger.demo.embedded import EmbeddedServers
         servers = EmbeddedServers(Path({str(data_dir)!r})).start()
         print(servers.redis_url, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)

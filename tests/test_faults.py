@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import redis
 
+from ailedger.settings import Settings
 from tests.faults import (
     Feeder,
     PostgresServer,
@@ -38,7 +39,6 @@ from tests.faults import (
     wait_for,
     worker_pool,
 )
-from worker.settings import Settings
 
 GROUP = "ailedger"
 #: The campaign the suite runs; set lower while developing (AILEDGER_FAULT_EVENTS=20000).

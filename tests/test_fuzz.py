@@ -35,10 +35,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg.rows import dict_row
 
+from ailedger.settings import Settings
 from producer.backoff import Backoff
 from producer.constants import EVENT_FIELD, VERSION_FIELD, dead_letter_stream
 from worker.consumer import Worker
-from worker.settings import Settings
 
 EXAMPLES = int(os.environ.get("AILEDGER_FUZZ_EXAMPLES", "40"))
 INT32_MAX = 2**31 - 1

@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from ailedger.ops.prometheus import QueueCollector
 from producer.constants import EVENT_FIELD, dead_letter_stream
 from worker.metrics import MULTIPROC_ENV, WorkerMetrics, multiprocess_metrics, serve_metrics
 
@@ -54,7 +55,13 @@ def test_the_endpoint_serves_worker_metrics_and_live_queue_depth(settings, redis
     for _ in range(7):
         redis_client.xadd(settings.stream, {EVENT_FIELD: b"{}"})
     redis_client.xadd(dead_letter_stream(settings.stream), {b"reason": b"bad"})
-    server = serve_metrics(0, settings=settings, host="127.0.0.1", registry=registry)
+    server = serve_metrics(
+        0,
+        settings=settings,
+        host="127.0.0.1",
+        registry=registry,
+        collectors=[QueueCollector(settings)],
+    )
     try:
         labels = (("group", settings.group), ("stream", settings.stream))
         found = scrape(server.port)
@@ -76,7 +83,13 @@ def test_the_endpoint_serves_worker_metrics_and_live_queue_depth(settings, redis
 
 def test_unreachable_redis_reports_queue_down_not_an_error(settings) -> None:
     down = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
-    server = serve_metrics(0, settings=down, host="127.0.0.1", registry=CollectorRegistry())
+    server = serve_metrics(
+        0,
+        settings=down,
+        host="127.0.0.1",
+        registry=CollectorRegistry(),
+        collectors=[QueueCollector(down)],
+    )
     try:
         found = scrape(server.port)
         assert found[("ailedger_queue_up", (("group", down.group), ("stream", down.stream)))] == 0
@@ -95,7 +108,7 @@ metrics.dead_lettered(1)
 
 def test_worker_processes_share_one_endpoint(settings) -> None:
     assert MULTIPROC_ENV not in os.environ
-    with multiprocess_metrics(settings, 0) as server:
+    with multiprocess_metrics(settings, 0, [QueueCollector(settings)]) as server:
         directory = os.environ[MULTIPROC_ENV]
         for _ in range(3):  # children inherit the directory, as spawned workers do
             subprocess.run([sys.executable, "-c", CHILD], check=True, timeout=60)

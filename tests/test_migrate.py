@@ -12,7 +12,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from worker.migrate import load_migrations, migrate
+from ailedger.ops.migrate import load_migrations, migrate
 
 SEED_INDEXED = {"job_id", "task", "model", "timestamp", "action"}
 
@@ -37,7 +37,7 @@ def test_creates_missing_database_and_applies_every_migration_once(fresh_url: st
 
 
 def test_two_processes_at_once_apply_each_migration_once(fresh_url: str) -> None:
-    code = "import sys; from worker.migrate import migrate; print(len(migrate(sys.argv[1])))"
+    code = "import sys; from ailedger.ops.migrate import migrate; print(len(migrate(sys.argv[1])))"
     procs = [
         subprocess.Popen([sys.executable, "-c", code, fresh_url], stdout=subprocess.PIPE, text=True)
         for _ in range(2)

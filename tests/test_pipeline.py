@@ -148,7 +148,7 @@ def test_sigterm_finishes_the_batch_and_exits_zero(settings, db, redis_client) -
     assert logger.flush(10)
     logger.close()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "worker"],
+        [sys.executable, "-m", "ailedger.cli", "worker"],
         env=cli_env(settings),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -268,7 +268,7 @@ def test_running_workers_expose_prometheus_metrics(settings, db, processes: int)
         [
             sys.executable,
             "-m",
-            "worker.cli",
+            "ailedger.cli",
             "worker",
             "--processes",
             str(processes),

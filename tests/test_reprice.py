@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from ailedger.ops.reprice import reprice
 from producer import AICallLogger
 from tests.faults import run_ailedger
-from worker.reprice import reprice
 
 
 def log_and_store(settings, run_burst, calls: list[dict]) -> list[str]:  # type: ignore[no-untyped-def]

@@ -16,7 +16,7 @@ import psycopg
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.rollups import GRAINS, ceil_time, cover, floor_time
+from ailedger.api.rollups import GRAINS, ceil_time, cover, floor_time
 from worker.store import Row, write_batch
 
 T0 = datetime(2025, 3, 30, 22, 0, tzinfo=UTC)

@@ -55,7 +55,7 @@ def stream_ids(client: redis.Redis, stream: str) -> list[str]:
 
 def ailedger(*args: str) -> subprocess.CompletedProcess[str]:
     """The CLI in a process of its own, as a person would run it."""
-    command = [sys.executable, "-m", "worker.cli", *args]
+    command = [sys.executable, "-m", "ailedger.cli", *args]
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 

@@ -8,12 +8,12 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
+from ailedger.cli.commands import app
+from ailedger.ops.status import Thresholds, queue_status
 from producer import AICallLogger
 from producer.constants import EVENT_FIELD, dead_letter_stream
 from tests.faults import run_ailedger, wait_for
-from worker.cli import app
 from worker.consumer import Worker
-from worker.status import Thresholds, queue_status
 
 
 def status_json(settings, *args: str) -> tuple[int, dict[str, Any]]:  # type: ignore[no-untyped-def]

@@ -10,11 +10,11 @@ from itertools import groupby
 
 import pytest
 
+from ailedger.demo.traffic import CLIP, PROFILES, TEXT_EMBEDDING, generate_jobs
 from producer import AICallLogger
 from producer.constants import EVENT_FIELD
 from producer.scoring import FALLBACK_TO_RULES, confidence_score, decide_action
 from worker.event import ParsedEvent, parse_entry, parse_payload
-from worker.traffic import CLIP, PROFILES, TEXT_EMBEDDING, generate_jobs
 
 N = 20_000
 

@@ -31,7 +31,7 @@ from producer.constants import dead_letter_stream, heartbeat_key
 from worker.metrics import WorkerMetrics, worker_metrics
 from worker.prepare import Entry, PreparedBatch, prepare_batch, raw_payload
 from worker.pricing import PriceBook, load_overrides
-from worker.settings import Settings
+from worker.settings import WorkerSettings
 from worker.store import Reject, Row, write_batch
 from worker.trimming import remove_departed_consumers, trim_acknowledged
 
@@ -55,7 +55,7 @@ class Worker:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: WorkerSettings,
         *,
         consumer: str | None = None,
         burst: bool = False,

@@ -1,9 +1,9 @@
 """Prometheus metrics: what workers count, and the queue depth read at scrape time.
 
 A worker records each stored batch on a :class:`WorkerMetrics` (counters and
-histograms); the queue gauges (length, lag, pending, oldest pending age, dead
-letters) are not kept by anyone — :class:`QueueCollector` asks Redis when
-Prometheus scrapes, so they are exact and cost nothing between scrapes.
+histograms). Whoever runs the workers may hand :func:`serve_metrics` more
+collectors to serve on the same port: the CLI adds the queue gauges of
+``ailedger/ops/prometheus.py``, which operations own.
 
 Several worker processes (``ailedger worker --processes N``) share one endpoint:
 :func:`multiprocess_metrics` points prometheus-client's multiprocess mode at a
@@ -20,20 +20,17 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
-import redis
 import structlog
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from producer.connection import connect
-from worker.settings import Settings
-from worker.status import queue_status
+from worker.settings import WorkerSettings
 
 log = structlog.get_logger("ailedger.metrics")
 
@@ -119,68 +116,6 @@ def worker_metrics() -> WorkerMetrics:
     return WorkerMetrics()
 
 
-class QueueCollector(Collector):
-    """Queue gauges read from Redis at each scrape (``ailedger_queue_up`` 0 when it cannot)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._client: redis.Redis | None = None
-        self._lock = threading.Lock()
-
-    def describe(self) -> Iterable[Metric]:
-        return []  # registering must not reach for Redis
-
-    def collect(self) -> Iterable[Metric]:
-        labels = ["stream", "group"]
-        values = [self._settings.stream, self._settings.group]
-        up = GaugeMetricFamily(
-            "ailedger_queue_up", "1 if Redis answered the queue-depth check.", labels=labels
-        )
-        try:
-            with self._lock:
-                if self._client is None:
-                    self._client = connect(
-                        self._settings.redis_url, socket_timeout=2.0, connect_timeout=2.0
-                    )
-                status = queue_status(self._client, self._settings)
-        except redis.RedisError as exc:
-            log.warning("queue depth unavailable for /metrics", error=str(exc))
-            self._client = None
-            up.add_metric(values, 0)
-            yield up
-            return
-        up.add_metric(values, 1)
-        yield up
-        gauges = (
-            ("ailedger_stream_length_entries", "Entries in the stream.", status.length),
-            ("ailedger_stream_lag_entries", "Entries never delivered to a worker.", status.lag),
-            (
-                "ailedger_stream_pending_entries",
-                "Entries delivered to a worker and not yet acknowledged.",
-                status.pending,
-            ),
-            (
-                "ailedger_stream_oldest_pending_age_seconds",
-                "Age of the oldest unacknowledged entry (0 when none).",
-                status.oldest_pending_age_s or 0.0,
-            ),
-            (
-                "ailedger_dead_letter_entries",
-                "Entries in the dead-letter stream.",
-                status.dead_letter,
-            ),
-            (
-                "ailedger_workers_alive",
-                "Consumers with a fresh heartbeat.",
-                sum(1 for c in status.consumers if c.alive),
-            ),
-        )
-        for name, documentation, value in gauges:
-            family = GaugeMetricFamily(name, documentation, labels=labels)
-            family.add_metric(values, value)
-            yield family
-
-
 class _Forward(Collector):
     """Everything another registry holds, so one endpoint can serve it plus the queue."""
 
@@ -214,18 +149,20 @@ class MetricsServer:
 def serve_metrics(
     port: int,
     *,
-    settings: Settings,
+    settings: WorkerSettings,
     host: str | None = None,
     registry: CollectorRegistry | None = None,
+    collectors: Sequence[Collector] = (),
 ) -> MetricsServer:
-    """Serve ``registry`` (default: this process's metrics) and the queue gauges on ``port``.
+    """Serve ``registry`` (default: this process's metrics) and ``collectors`` on ``port``.
 
     Port 0 picks a free port (see ``MetricsServer.port``). The thread is a daemon:
     it never keeps a stopping worker alive.
     """
     served = CollectorRegistry(auto_describe=False)
     served.register(_Forward(registry if registry is not None else REGISTRY))
-    served.register(QueueCollector(settings))
+    for collector in collectors:
+        served.register(collector)
     bind = host if host is not None else settings.metrics_host
     server, thread = start_http_server(port, addr=bind, registry=served)
     metrics_server = MetricsServer(server, thread)
@@ -234,11 +171,13 @@ def serve_metrics(
 
 
 @contextlib.contextmanager
-def multiprocess_metrics(settings: Settings, port: int) -> Iterator[MetricsServer]:
+def multiprocess_metrics(
+    settings: WorkerSettings, port: int, collectors: Sequence[Collector] = ()
+) -> Iterator[MetricsServer]:
     """For a supervisor of worker processes: enter BEFORE starting them, serve their sum.
 
     Sets ``PROMETHEUS_MULTIPROC_DIR`` to a fresh directory (children inherit it and
-    keep their metrics there), serves every child's metrics plus the queue gauges on
+    keep their metrics there), serves every child's metrics plus ``collectors`` on
     ``port``, and on exit stops serving, restores the environment and removes the files.
     """
     directory = tempfile.mkdtemp(prefix="ailedger-metrics-")
@@ -248,7 +187,7 @@ def multiprocess_metrics(settings: Settings, port: int) -> Iterator[MetricsServe
     MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
     server: MetricsServer | None = None
     try:
-        server = serve_metrics(port, settings=settings, registry=registry)
+        server = serve_metrics(port, settings=settings, registry=registry, collectors=collectors)
         yield server
     finally:
         if server is not None:

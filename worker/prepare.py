@@ -12,7 +12,7 @@ import orjson
 from producer.scoring import confidence_score, decide_action
 from worker.event import ParsedEvent, Rejection, parse_entry
 from worker.pricing import PriceBook
-from worker.settings import Settings
+from worker.settings import WorkerSettings
 from worker.store import Reject, Row
 
 Entry = tuple[bytes, dict[bytes, bytes]]
@@ -52,7 +52,7 @@ def prepare_batch(
     entries: Sequence[Entry],
     *,
     pricebook: PriceBook,
-    settings: Settings,
+    settings: WorkerSettings,
     delivery_counts: dict[bytes, int] | None = None,
 ) -> PreparedBatch:
     """Validate every entry; price and score the valid ones; keep the others as rejects."""

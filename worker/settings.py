@@ -1,19 +1,23 @@
-"""The one configuration object: built from the environment (``AILEDGER_*``) and flags."""
+"""What the pipeline is configured by: built from the environment (``AILEDGER_*``) and flags.
+
+The application's :class:`ailedger.settings.Settings` extends this class with the
+API's and the demo's settings; at run time there is one frozen object, and the
+pipeline reads only the part declared here.
+"""
 
 from __future__ import annotations
 
 from decimal import Decimal
-from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from producer.constants import DEFAULT_GROUP, DEFAULT_STREAM
 from producer.scoring import DEFAULT_THRESHOLD, DEFAULT_WEIGHTS
 
 
-class Settings(BaseSettings):
-    """Everything a worker, the CLI or the API needs to know, frozen once built."""
+class WorkerSettings(BaseSettings):
+    """Everything a worker needs to know, frozen once built."""
 
     model_config = SettingsConfigDict(env_prefix="AILEDGER_", frozen=True, extra="ignore")
 
@@ -38,20 +42,10 @@ class Settings(BaseSettings):
     # Pricing: how long a price looked up once is trusted before Postgres is asked again.
     price_cache_ttl_s: float = Field(default=60.0, ge=0)
 
-    # Demo and embedded servers.
-    data_dir: Path = Path(".ailedger")
-
-    # Observability: Prometheus /metrics on workers, and the metrics API (`ailedger serve`).
+    # Observability: Prometheus /metrics on workers.
     #: Port of a worker's /metrics endpoint; None or 0: not served.
     metrics_port: int | None = Field(default=None, ge=0, le=65_535)
     metrics_host: str = "0.0.0.0"
-    api_host: str = "127.0.0.1"
-    api_port: int = Field(default=8000, ge=1, le=65_535)
-    #: Bearer token of the admin endpoints; without one `serve` listens on loopback only.
-    api_token: SecretStr | None = None
-    #: How the API connects; default: database_url as the read-only role, without password.
-    api_database_url: str | None = None
-    api_role: str = "ailedger_reader"
 
     def threshold_for(self, task: str) -> Decimal:
         return self.task_thresholds.get(task, self.default_threshold)

@@ -7,13 +7,15 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
 import structlog
+from prometheus_client.registry import Collector
 
 from worker.consumer import Worker
-from worker.settings import Settings
+from worker.settings import WorkerSettings
 
 log = structlog.get_logger("ailedger.supervisor")
 
@@ -37,7 +39,7 @@ def install_stop_handlers(stop: Any) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def _worker_main(settings: Settings, burst: bool, handle_signals: bool) -> None:
+def _worker_main(settings: WorkerSettings, burst: bool, handle_signals: bool) -> None:
     from worker.logs import configure_logging
 
     configure_logging()
@@ -66,18 +68,21 @@ def _stop_when_orphaned(worker: Worker) -> None:
 
 
 def run_workers(
-    settings: Settings,
+    settings: WorkerSettings,
     *,
     processes: int = 1,
     burst: bool = False,
     handle_signals: bool = True,
     stop_event: threading.Event | None = None,
+    metrics_collectors: Sequence[Collector] = (),
 ) -> int:
     """Run ``processes`` workers until stopped (or drained, with ``burst``); returns an exit code.
 
     With one process the worker runs in this process. With more, each is a child
     process; SIGTERM/SIGINT are forwarded so that each finishes its batch, and a
-    child that dies unexpectedly is restarted (except in burst mode).
+    child that dies unexpectedly is restarted (except in burst mode). With
+    ``settings.metrics_port`` the workers' metrics, and ``metrics_collectors``, are
+    served on that port.
     """
     stop_event = stop_event or threading.Event()
     port = settings.metrics_port
@@ -85,7 +90,7 @@ def run_workers(
         from worker.metrics import multiprocess_metrics
 
         # One /metrics for all children, entered before any starts (prometheus multiprocess).
-        with multiprocess_metrics(settings, port):
+        with multiprocess_metrics(settings, port, metrics_collectors):
             return _run_processes(settings, processes, burst, handle_signals, stop_event)
     if processes > 1:
         return _run_processes(settings, processes, burst, handle_signals, stop_event)
@@ -93,7 +98,7 @@ def run_workers(
     if port:
         from worker.metrics import serve_metrics
 
-        server = serve_metrics(port, settings=settings)
+        server = serve_metrics(port, settings=settings, collectors=metrics_collectors)
     try:
         return _run_one(settings, burst, handle_signals, stop_event)
     finally:
@@ -102,7 +107,7 @@ def run_workers(
 
 
 def _run_one(
-    settings: Settings, burst: bool, handle_signals: bool, stop_event: threading.Event
+    settings: WorkerSettings, burst: bool, handle_signals: bool, stop_event: threading.Event
 ) -> int:
     worker = Worker(settings, burst=burst)
     if handle_signals:
@@ -119,7 +124,7 @@ def _run_one(
 
 
 def _run_processes(
-    settings: Settings,
+    settings: WorkerSettings,
     processes: int,
     burst: bool,
     handle_signals: bool,

@@ -12,7 +12,7 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import dict_row
 
-from worker import api_models as m
+from ailedger.api import models as m
 
 
 def job_costs(

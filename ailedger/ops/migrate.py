@@ -38,12 +38,12 @@ class Migration:
 
 
 def sql_dir() -> Path:
-    """Where the migrations live: sql/ in a checkout, worker/_sql in an installed wheel."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "sql", here / "_sql"):
+    """Where the migrations live: sql/ in a checkout, ailedger/_sql in an installed wheel."""
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package.parent / "sql", package / "_sql"):
         if candidate.is_dir():
             return candidate
-    raise MigrationError(f"no sql/ folder found next to {here}; reinstall ailedger")
+    raise MigrationError(f"no sql/ folder found next to {package}; reinstall ailedger")
 
 
 def load_migrations(folder: Path | None = None) -> list[Migration]:

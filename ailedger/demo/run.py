@@ -32,14 +32,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ailedger.demo.embedded import EmbeddedServers, servers_answer
+from ailedger.demo.traffic import Event, generate_jobs
+from ailedger.ops.migrate import migrate
+from ailedger.settings import Settings
 from producer import AICallLogger
 from producer.constants import dead_letter_stream, heartbeat_pattern
-from worker.embedded import EmbeddedServers, servers_answer
 from worker.errors import ConfigurationError
-from worker.migrate import migrate
-from worker.settings import Settings
 from worker.supervisor import run_workers
-from worker.traffic import Event, generate_jobs
 
 #: Threads logging at once, like the request handlers of a service.
 LOGGING_THREADS = 4

@@ -29,11 +29,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from ailedger.api import costs, rollups
+from ailedger.api import models as m
+from ailedger.ops.status import queue_status
+from ailedger.settings import Settings
 from producer.connection import connect
-from worker import api_models as m
-from worker import costs, rollups
-from worker.settings import Settings
-from worker.status import queue_status
 
 #: The most timeline buckets one request may ask for (e.g. 5000 minutes = 3.5 days).
 MAX_BUCKETS = 5_000

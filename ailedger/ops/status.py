@@ -18,7 +18,7 @@ from rich.console import Group
 from rich.table import Table
 
 from producer.constants import dead_letter_stream, heartbeat_key
-from worker.settings import Settings
+from worker.settings import WorkerSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +163,7 @@ def _consumers(
 
 
 def queue_status(
-    client: redis.Redis, settings: Settings, *, thresholds: Thresholds | None = None
+    client: redis.Redis, settings: WorkerSettings, *, thresholds: Thresholds | None = None
 ) -> QueueStatus:
     """Read the stream's depth, its consumers and their heartbeats; judge by ``thresholds``.
 

@@ -1,4 +1,4 @@
-"""The ``ailedger`` command: a thin shell over library calls. Signal handling lives here."""
+"""The commands of ``ailedger``: each a thin shell over library calls."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from ailedger.settings import Settings
 from worker.logs import configure_logging
-from worker.settings import Settings
 
 app = typer.Typer(
     name="ailedger",
@@ -39,7 +39,7 @@ def _settings(**flags: Any) -> Settings:
 @app.command()
 def migrate(database_url: DatabaseUrl = None) -> None:
     """Create the database if missing and apply the migrations not yet applied."""
-    from worker.migrate import migrate as apply
+    from ailedger.ops.migrate import migrate as apply
 
     configure_logging()
     settings = _settings(database_url=database_url)
@@ -70,6 +70,7 @@ def worker(
     group: Group = None,
 ) -> None:
     """Consume the stream: validate, price, score and store events in batches."""
+    from ailedger.ops.prometheus import QueueCollector
     from worker.supervisor import run_workers
 
     configure_logging()
@@ -81,7 +82,10 @@ def worker(
         batch_size=batch_size,
         metrics_port=metrics_port,
     )
-    raise typer.Exit(run_workers(settings, processes=processes, burst=burst))
+    collectors = [QueueCollector(settings)] if settings.metrics_port else []
+    raise typer.Exit(
+        run_workers(settings, processes=processes, burst=burst, metrics_collectors=collectors)
+    )
 
 
 @app.command()
@@ -95,7 +99,10 @@ def demo(
     ] = None,
 ) -> None:
     """Generate a day of realistic platform traffic and show what it cost."""
-    from worker.demo import run_demo
+    from ailedger.extras import require
+
+    require("demo")
+    from ailedger.demo.run import run_demo
 
     configure_logging(level="WARNING")
     settings = _settings(data_dir=data_dir)
@@ -122,7 +129,7 @@ def dlq_list(
     import psycopg
     from rich.table import Table
 
-    from worker.deadletter import list_dead_letters
+    from ailedger.ops.deadletters import list_dead_letters
 
     settings = _settings(database_url=database_url)
     with psycopg.connect(settings.database_url) as conn:
@@ -170,8 +177,8 @@ def dlq_replay(
     """Put dead letters back on the stream once their cause is fixed."""
     import psycopg
 
+    from ailedger.ops.deadletters import replay
     from producer.connection import connect
-    from worker.deadletter import replay
 
     if not ids and not replay_all:
         console.print("[red]say which: --id STREAM_ID (repeatable) or --all[/red]")
@@ -196,8 +203,8 @@ def dlq_purge(
     """Delete dead letters last seen before the given age."""
     import psycopg
 
+    from ailedger.ops.deadletters import parse_age, purge
     from producer.connection import connect
-    from worker.deadletter import parse_age, purge
 
     try:
         age = parse_age(older_than)
@@ -230,8 +237,8 @@ def reprice(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Recompute stored costs after prices change (queued for `ailedger jobs`)."""
-    from worker.reprice import enqueue_reprice
-    from worker.reprice import reprice as run_reprice
+    from ailedger.ops.reprice import enqueue_reprice
+    from ailedger.ops.reprice import reprice as run_reprice
 
     configure_logging()
     settings = _settings(redis_url=redis_url, database_url=database_url)
@@ -346,8 +353,8 @@ def status(
     import redis
     from rich.live import Live
 
+    from ailedger.ops.status import Thresholds, queue_status, render_status, status_json
     from producer.connection import connect
-    from worker.status import Thresholds, queue_status, render_status, status_json
 
     settings = _settings(redis_url=redis_url, stream=stream, group=group)
     limits = Thresholds(max_lag=max_lag, max_pending_age_s=max_pending_age)
@@ -404,7 +411,7 @@ def serve(
     """Serve the metrics API (OpenAPI docs at /docs); admin endpoints need AILEDGER_API_TOKEN."""
     import uvicorn
 
-    from worker.api import create_app, is_loopback
+    from ailedger.api.app import create_app, is_loopback
 
     settings = _settings(
         api_host=host,
@@ -425,20 +432,3 @@ def serve(
     uvicorn.run(
         create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None
     )
-
-
-def main() -> None:
-    from worker.errors import AILedgerError
-
-    try:
-        app()
-    except AILedgerError as exc:
-        # Our own errors say what happened and what to do: no traceback needed.
-        console.print(f"[red]error:[/red] {exc}")
-        sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)
-
-
-if __name__ == "__main__":
-    main()
