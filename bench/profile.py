@@ -20,12 +20,16 @@ from typing import Any
 import bench.throughput as throughput
 import worker.consumer
 import worker.prepare
+import worker.source
+import worker.writer
 from ailedger.settings import Settings
 from bench.cpu import CpuSampler
 from bench.env import BenchEnv, database_name
 from bench.events import fill_stream
 from worker.consumer import Worker
 from worker.pricing import PriceBook
+from worker.source import StreamSource
+from worker.writer import BatchWriter
 
 Result = dict[str, Any]
 
@@ -52,16 +56,16 @@ TOP_LEVEL = frozenset(
 
 #: (owner, attribute, stage): what is timed, and under which name.
 _STAGES: tuple[tuple[Any, str, str], ...] = (
-    (Worker, "_next_entries", _READ_STAGE),
-    (Worker, "_housekeeping", "Redis: trim acknowledged, prune consumers"),
+    (StreamSource, "next_batch", _READ_STAGE),
+    (StreamSource, "housekeeping", "Redis: trim acknowledged, prune consumers"),
     (worker.consumer, "prepare_batch", "prepare: total"),
     (worker.prepare, "parse_entry", "prepare: parse + validate (orjson, pydantic)"),
     (PriceBook, "price_batch", "prepare: pricing"),
     (worker.prepare, "confidence_score", "prepare: scoring (confidence_score)"),
     (worker.prepare, "decide_action", "prepare: scoring (decide_action)"),
     (worker.prepare, "_json", "prepare: JSON for jsonb columns"),
-    (worker.consumer, "write_batch", "Postgres: COPY + INSERT + commit"),
-    (Worker, "_acknowledge", "Redis: XACK"),
+    (worker.writer, "write_batch", "Postgres: COPY + INSERT + commit"),
+    (BatchWriter, "acknowledge", "Redis: XACK"),
     (Worker, "_heartbeat", "Redis: heartbeat"),
 )
 
@@ -213,12 +217,12 @@ def run_profile(
         return result
     # The burst worker's last read blocks BURST_BLOCK_MS on an empty stream; the sampler
     # would count that wait as time in recv, so it is shortened for this run only.
-    block_ms = worker.consumer.BURST_BLOCK_MS
-    worker.consumer.BURST_BLOCK_MS = 5
+    block_ms = worker.source.BURST_BLOCK_MS
+    worker.source.BURST_BLOCK_MS = 5
     try:
         _, _, _, session, _ = _drain(env, payloads, batch_size=batch_size, profiler=profiler)
     finally:
-        worker.consumer.BURST_BLOCK_MS = block_ms
+        worker.source.BURST_BLOCK_MS = block_ms
     result["sampler"] = "pyinstrument"
     result["hot"] = [
         {"function": name, "seconds": s, "share": s / session.duration}

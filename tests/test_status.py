@@ -36,8 +36,9 @@ def test_waiting_entries_fail_the_threshold_until_a_burst_drains_them(
     log_events(settings, 5_000)
     code, found = status_json(settings)
     assert (found["lag"], found["pending"], found["length"]) == (5_000, 0, 5_000)
-    assert code == 0  # no threshold given: the figures only
-    assert "no live worker" in found["verdict"]
+    # No threshold given, but entries wait and no worker is alive: that is unhealthy.
+    assert code == 1 and not found["ok"]
+    assert "failing: no live worker while 5000 entries wait" in found["verdict"]
 
     # A worker took 1,000 entries and died before acknowledging them.
     redis_client.xgroup_create(settings.stream, settings.group, id="0")
@@ -96,7 +97,8 @@ def test_old_pending_entries_and_dead_letters(settings, redis_client) -> None:
     assert found.dead_letter == 3 and found.pending == 1 and found.lag == 0
     assert not found.ok and "over --max-pending-age 60s" in found.problems[0]
     relaxed = queue_status(redis_client, settings, thresholds=Thresholds(max_pending_age_s=3600))
-    assert relaxed.ok
+    # Within the age limit, yet nobody is alive to store the entry: still failing.
+    assert relaxed.problems == ("no live worker while 1 entries wait",)
 
 
 def test_an_empty_or_missing_stream_is_fine(settings, redis_client) -> None:
@@ -122,3 +124,6 @@ def test_unreachable_redis_exits_2_with_a_message(json_flag: list[str]) -> None:
     result = CliRunner().invoke(app, ["status", *json_flag, "--redis-url", "redis://127.0.0.1:1/0"])
     assert result.exit_code == 2
     assert "cannot read the queue" in result.output
+    if json_flag:  # a probe reading JSON gets JSON, with the error in it
+        found = orjson.loads(result.output)
+        assert found["ok"] is False and "cannot read the queue" in found["error"]

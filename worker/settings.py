@@ -33,6 +33,8 @@ class WorkerSettings(BaseSettings):
     claim_every_s: float = Field(default=5.0, gt=0)
     max_deliveries: int = Field(default=5, ge=1)
     heartbeat_ttl_s: int = Field(default=30, ge=1)
+    #: ``worker --burst`` gives up, exiting 1, once a server has been away this long.
+    burst_deadline_s: float = Field(default=60.0, gt=0)
 
     # Scoring.
     confidence_weights: dict[str, Decimal] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS))

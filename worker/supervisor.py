@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -54,6 +55,8 @@ def _worker_main(settings: WorkerSettings, burst: bool, handle_signals: bool) ->
         target=_stop_when_orphaned, args=(worker,), name="ailedger-parent-watch", daemon=True
     ).start()
     worker.run()
+    if worker.failure is not None:
+        sys.exit(1)
 
 
 def _stop_when_orphaned(worker: Worker) -> None:
@@ -120,7 +123,7 @@ def _run_one(
     watcher = threading.Thread(target=stop_when_told, name="ailedger-stop", daemon=True)
     watcher.start()
     worker.run()
-    return 0
+    return 0 if worker.failure is None else 1
 
 
 def _run_processes(

@@ -37,10 +37,13 @@ def trim_bound(client: redis.Redis, stream: str) -> str | None:
         name = _text(group["name"])
         needed = _successor(_text(group["last-delivered-id"]))
         if int(group["pending"]):
+            # Another worker may acknowledge between XINFO and XPENDING: then the
+            # summary has no oldest entry, and nothing pending holds the bound back.
             summary = client.xpending(stream, name)
-            oldest = _text(summary["min"])
-            if _older(oldest, needed):
-                needed = oldest
+            if summary.get("min") is not None:
+                oldest = _text(summary["min"])
+                if _older(oldest, needed):
+                    needed = oldest
         if bound is None or _older(needed, bound):
             bound = needed
     return bound

@@ -18,6 +18,7 @@ from rich.console import Group
 from rich.table import Table
 
 from producer.constants import dead_letter_stream, heartbeat_key
+from worker.heartbeat import Heartbeat
 from worker.settings import WorkerSettings
 
 
@@ -46,6 +47,8 @@ class ConsumerStatus:
     pid: int | None = None
     #: "redis" or "postgres" while the worker cannot reach it.
     down: str | None = None
+    #: What a person must fix before this worker can store anything.
+    problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,20 +145,21 @@ def _consumers(
                 ConsumerStatus(name=name, pending=pending, idle_s=info["idle"] / 1000, alive=False)
             )
             continue
-        data = orjson.loads(beat)
+        heartbeat = Heartbeat.decode(beat)
         listed.append(
             ConsumerStatus(
                 name=name,
                 pending=pending,
                 idle_s=info["idle"] / 1000,
                 alive=True,
-                last_heartbeat_s=max(0.0, now - float(data.get("beat_at", now))),
-                events=data.get("entries"),
-                inserted=data.get("inserted"),
-                rejected=data.get("rejected"),
-                host=data.get("host"),
-                pid=data.get("pid"),
-                down=_down_text(data.get("down")),
+                last_heartbeat_s=max(0.0, now - heartbeat.beat_at),
+                events=heartbeat.entries,
+                inserted=heartbeat.inserted,
+                rejected=heartbeat.rejected,
+                host=heartbeat.host,
+                pid=heartbeat.pid,
+                down=_down_text(heartbeat.down),
+                problem=heartbeat.problem,
             )
         )
     listed.sort(key=lambda c: (not c.alive, c.name))
@@ -208,9 +212,13 @@ def queue_status(
         )
     live = [c for c in consumers if c.alive]
     if lag + pending and not live:
-        warnings.append(f"no live worker while {lag + pending} entries wait")
+        problems.append(f"no live worker while {lag + pending} entries wait")
+    if live and all(c.down for c in live):
+        problems.append("no live worker can store events (each is waiting for a server)")
     for consumer in consumers:
-        if consumer.down:
+        if consumer.problem:
+            problems.append(f"{consumer.name} cannot store: {consumer.problem}")
+        elif consumer.down:
             warnings.append(f"{consumer.name} cannot reach {consumer.down}")
         elif not consumer.alive:
             warnings.append(
@@ -235,6 +243,19 @@ def queue_status(
 
 def status_json(status: QueueStatus) -> str:
     return orjson.dumps(status.to_dict()).decode()
+
+
+def status_error_json(settings: WorkerSettings, error: str) -> str:
+    """The JSON form when the queue cannot be read: same keys where known, and the error."""
+    return orjson.dumps(
+        {
+            "stream": settings.stream,
+            "group": settings.group,
+            "ok": False,
+            "error": error,
+            "verdict": f"unknown: {error}",
+        }
+    ).decode()
 
 
 def _age(seconds: float | None) -> str:
