@@ -7,13 +7,22 @@ log the state change or stop in time, so the library's retries are turned off.
 
 from __future__ import annotations
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import redis
 
 
 def connect(url: str, *, socket_timeout: float = 5.0, connect_timeout: float = 2.0) -> redis.Redis:
-    """A client for ``url`` whose every call fails fast instead of retrying on its own."""
+    """A client for ``url`` whose every call fails fast instead of retrying on its own.
+
+    redis-py is imported here, on first use, not when ``producer`` is imported: it
+    pulls in asyncio and more, which would cost every service at start-up.
+    """
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
     return redis.Redis.from_url(
         url,
         socket_timeout=socket_timeout,

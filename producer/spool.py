@@ -37,12 +37,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
+from typing import Protocol
 
 import orjson
-import redis
 
 from producer.connection import connect
-from producer.constants import EVENT_FIELD, VERSION_FIELD, WIRE_VERSION
+from producer.wire import xadd_events
 
 log = logging.getLogger("ailedger.producer")
 
@@ -95,48 +95,6 @@ def parse_records(data: bytes) -> tuple[list[bytes], int]:
         found = data.find(MAGIC, pos + 1)
         pos = end if found < 0 else found
     return records, skipped
-
-
-def xadd_events(client: redis.Redis, stream: str, payloads: Sequence[bytes]) -> None:
-    """XADD encoded events in one pipelined round trip; raises if Redis refused any.
-
-    The commands are written as RESP directly: redis-py's pipeline packs each
-    command in Python, which holds the GIL for milliseconds per batch, time the
-    service's threads would spend waiting in ``log()``.
-    """
-    if not payloads:
-        return
-    name = stream.encode()
-    head = b"*7\r\n$4\r\nXADD\r\n$%d\r\n%s\r\n$1\r\n*\r\n$%d\r\n%s\r\n" % (
-        len(name),
-        name,
-        len(EVENT_FIELD),
-        EVENT_FIELD,
-    )
-    tail = b"\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
-        len(VERSION_FIELD),
-        VERSION_FIELD,
-        len(WIRE_VERSION),
-        WIRE_VERSION,
-    )
-    packed = b"".join(b"%s$%d\r\n%s%s" % (head, len(p), p, tail) for p in payloads)
-    pool = client.connection_pool
-    conn = pool.get_connection()
-    try:
-        conn.send_packed_command([packed], check_health=False)  # type: ignore[no-untyped-call]
-        error: Exception | None = None
-        for _ in payloads:
-            try:
-                conn.read_response()
-            except redis.ResponseError as exc:  # keep reading: the connection stays in sync
-                error = error or exc
-        if error is not None:
-            raise error
-    except BaseException:
-        conn.disconnect()  # type: ignore[no-untyped-call]
-        raise
-    finally:
-        pool.release(conn)
 
 
 def _try_lock(path: Path) -> int | None:
@@ -192,6 +150,52 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+class Spool(Protocol):
+    """Where the sender keeps events Redis could not take, oldest first.
+
+    :class:`DiskSpool` keeps them in files that outlive the process;
+    :class:`MemorySpool` is the bounded stand-in when the disk is turned off.
+    """
+
+    #: Records appended by this writer, and how many of those have been consumed.
+    appended: int
+    consumed_own: int
+    #: Damaged records that could not be read back.
+    skipped: int
+    closed: bool
+
+    @property
+    def empty(self) -> bool: ...
+
+    @property
+    def size_bytes(self) -> int: ...
+
+    @property
+    def head_stream(self) -> str | None: ...
+
+    def append(self, payloads: Sequence[bytes]) -> int:
+        """Keep as many of ``payloads`` as fit, in order; returns how many."""
+        ...
+
+    def adopt(self) -> int:
+        """Take over what writers that are gone left behind; returns how many segments."""
+        ...
+
+    def peek(self, limit: int) -> list[bytes]:
+        """The oldest records, without removing them."""
+        ...
+
+    def consume(self, count: int) -> None:
+        """Remove the ``count`` oldest records: Redis has them."""
+        ...
+
+    def close(self) -> None: ...
+
+    def abandon(self) -> None:
+        """Let go without closing files a forked parent still uses."""
+        ...
 
 
 @dataclass(eq=False)

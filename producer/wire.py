@@ -1,16 +1,26 @@
-"""Turns the fields a service logged into the bytes of one stream entry (sender thread only)."""
+"""The wire format: a logged call as the bytes of one stream entry, and how entries are sent.
+
+:func:`encode_event` turns the fields a service logged into the entry's payload
+(sender thread only); :func:`xadd_events` writes a batch of them as RESP in one
+round trip. The entry's field names and version live in ``producer/constants.py``.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from producer.constants import EVENT_FIELD, VERSION_FIELD, WIRE_VERSION
 from producer.redact import redact, repair_text
 from producer.usage import usage_from_response
+
+if TYPE_CHECKING:
+    import redis
 
 log = logging.getLogger("ailedger.producer")
 
@@ -70,3 +80,47 @@ def encode_event(fields: dict[str, Any], *, max_payload_bytes: int) -> tuple[str
             return event_id, orjson.dumps(safe, default=repr, option=_OPTIONS)
         except Exception:  # the last resort: the worker will say what is missing
             return event_id, orjson.dumps({"id": safe["id"], "_encode_error": "unencodable"})
+
+
+def xadd_events(client: redis.Redis, stream: str, payloads: Sequence[bytes]) -> None:
+    """XADD encoded events in one pipelined round trip; raises if Redis refused any.
+
+    The commands are written as RESP directly: redis-py's pipeline packs each
+    command in Python, which holds the GIL for milliseconds per batch, time the
+    service's threads would spend waiting in ``log()``.
+    """
+    if not payloads:
+        return
+    from redis.exceptions import ResponseError
+
+    name = stream.encode()
+    head = b"*7\r\n$4\r\nXADD\r\n$%d\r\n%s\r\n$1\r\n*\r\n$%d\r\n%s\r\n" % (
+        len(name),
+        name,
+        len(EVENT_FIELD),
+        EVENT_FIELD,
+    )
+    tail = b"\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
+        len(VERSION_FIELD),
+        VERSION_FIELD,
+        len(WIRE_VERSION),
+        WIRE_VERSION,
+    )
+    packed = b"".join(b"%s$%d\r\n%s%s" % (head, len(p), p, tail) for p in payloads)
+    pool = client.connection_pool
+    conn = pool.get_connection()
+    try:
+        conn.send_packed_command([packed], check_health=False)  # type: ignore[no-untyped-call]
+        error: Exception | None = None
+        for _ in payloads:
+            try:
+                conn.read_response()
+            except ResponseError as exc:  # keep reading: the connection stays in sync
+                error = error or exc
+        if error is not None:
+            raise error
+    except BaseException:
+        conn.disconnect()  # type: ignore[no-untyped-call]
+        raise
+    finally:
+        pool.release(conn)

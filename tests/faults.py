@@ -88,6 +88,19 @@ def run_ailedger(
     )
 
 
+def build_wheel(source: Path, out: Path) -> Path:
+    """``pip wheel`` of the project at ``source`` (no dependencies); the wheel's path."""
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "-q", "-w", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stderr
+    (wheel,) = out.glob("ailedger-*.whl")
+    return wheel
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

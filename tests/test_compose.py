@@ -34,6 +34,7 @@ import yaml
 from ailedger.cli.commands import app
 from ailedger.settings import Settings
 from producer.constants import DEFAULT_GROUP, DEFAULT_STREAM
+from tests.faults import build_wheel
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -321,15 +322,7 @@ def test_wheel_from_the_build_context_carries_the_migrations(tmp_path: Path) -> 
     """What `pip install .` puts in the image: `ailedger migrate` finds ailedger/_sql there."""
     context = tmp_path / "context"
     build_context(context)
-    wheels = tmp_path / "wheels"
-    build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(context), "--no-deps", "-q", "-w", str(wheels)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert build.returncode == 0, build.stderr
-    (wheel,) = wheels.glob("ailedger-*.whl")
+    wheel = build_wheel(context, tmp_path / "wheels")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))

@@ -180,7 +180,7 @@ def test_log_call_uses_the_environment(servers, stream, redis_client, monkeypatc
 def test_packed_xadd_reports_a_refusal_and_leaves_the_connection_usable(
     redis_client, stream
 ) -> None:
-    from producer.spool import xadd_events
+    from producer.wire import xadd_events
 
     xadd_events(redis_client, stream, [b'{"n":1}', b'{"n":2}'])
     assert [f[EVENT_FIELD] for _, f in redis_client.xrange(stream)] == [b'{"n":1}', b'{"n":2}']

@@ -1,0 +1,386 @@
+"""The sender thread: takes what callers logged, sends it to Redis, spools what it cannot.
+
+One :class:`Sender` per logger (and per forked child), run by the thread named
+``ailedger-sender``. Each round it is in one of two modes:
+
+- **direct** — the spool is empty and Redis answers: up to ``batch_size`` events
+  go from the buffer to Redis in one pipelined round trip;
+- **spooling** — a send failed, Redis is in backoff, or callers log faster than it
+  takes them (the buffer is past half full): what is buffered goes to the spool,
+  in order, and the spool is replayed oldest first once Redis answers, before
+  anything newer, so order is kept and memory stays bounded;
+- and, in either mode, **stopping** once ``close()`` asked: everything buffered is
+  sent, or spooled for the next start, before the deadline.
+
+The caller's thread never touches the disk: the buffer only has to absorb the
+sender's longest stall, one network timeout. The sender holds ``work_lock``
+except while it waits (on Redis, or for work), so that a ``close()`` that runs out
+of time can take over what it holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from producer.backoff import Backoff
+from producer.connection import connect
+from producer.spool import DiskSpool, MemorySpool, Spool
+from producer.wire import encode_event, xadd_events
+
+if TYPE_CHECKING:
+    import threading
+
+    import redis
+
+    from producer.logger import AICallLogger
+
+log = logging.getLogger("ailedger.producer")
+
+
+class Mode(enum.Enum):
+    """Where this round sends what is buffered."""
+
+    DIRECT = "direct"
+    SPOOLING = "spooling"
+
+
+class FlushMarker:
+    """Put in the buffer by ``flush()``; set by the sender once everything before it is sent."""
+
+    __slots__ = ("done",)
+
+    def __init__(self, done: threading.Event) -> None:
+        self.done = done
+
+
+class Stop:
+    """Sentinel: the sender finishes what is buffered, then exits."""
+
+
+class Abandoned(Exception):
+    """close() ran out of time and spooled what the sender held: the sender just leaves."""
+
+
+STOP = Stop()
+
+
+class Sender:
+    """Sends one logger's buffer; its state belongs to the sender thread (or to close())."""
+
+    def __init__(
+        self,
+        owner: AICallLogger,
+        buffer: deque[Any],
+        wake: threading.Event,
+        *,
+        client: redis.Redis | None,
+        backoff: Backoff,
+        work_lock: threading.Lock,
+    ) -> None:
+        self._owner = owner
+        self._buffer = buffer
+        self._wake = wake
+        self._client = client
+        self.work_lock = work_lock
+        self.spool: Spool | None = None
+        self._pending: list[bytes] = []  # taken from the buffer, being sent directly
+        self.abandoned = False
+        self.all_sent = True
+        self.sent = self.send_errors = self.spooled = self.replayed = self.spool_dropped = 0
+        self.backoff = backoff
+        self.retry_at = 0.0  # after a failure, no attempt before this (monotonic clock)
+        self.stopping = False
+        self.markers: list[FlushMarker] = []  # released when pending is sent
+        self.spool_markers: deque[tuple[int, FlushMarker]] = deque()
+        self.spool_full = False
+        self.drops_seen = 0
+        self.overflowing = False
+
+    def mode(self, spool: Spool) -> Mode:
+        """Direct while the spool is empty, Redis is not in backoff and callers are not ahead."""
+        behind = len(self._buffer) > self._owner.max_buffer // 2
+        if spool.empty and time.monotonic() >= self.retry_at and not behind:
+            return Mode.DIRECT
+        return Mode.SPOOLING
+
+    def _redis(self) -> redis.Redis:
+        if self._client is None:
+            # Short timeouts: a Redis that accepts connections but does not answer
+            # must send events to the spool within seconds, not pile them up in memory.
+            self._client = connect(
+                self._owner.redis_url or "", socket_timeout=2.0, connect_timeout=1.0
+            )
+        return self._client
+
+    def _where(self) -> str:
+        return str(self._owner.spool_dir) if self._owner.spool_dir is not None else "memory"
+
+    def _open_spool(self) -> Spool:
+        if self._owner.spool_dir is None:
+            spool: Spool = MemorySpool(self._owner.max_buffer)
+        else:
+            spool = DiskSpool(
+                self._owner.spool_dir,
+                stream=self._owner.stream,
+                max_bytes=self._owner.max_spool_bytes,
+            )
+            try:
+                adopted = spool.adopt()
+            except OSError as exc:
+                log.warning(
+                    "ailedger cannot read its spool folder %s: %s", self._owner.spool_dir, exc
+                )
+                adopted = 0
+            if adopted:
+                log.warning(
+                    "ailedger found %d spool segment(s) that a stopped producer left in %s; "
+                    "sending them first",
+                    adopted,
+                    self._owner.spool_dir,
+                )
+        self.spool = spool
+        return spool
+
+    @contextmanager
+    def _unlocked(self) -> Iterator[None]:
+        """Wait (on Redis, or for work) with the work lock free for close() to take."""
+        self.work_lock.release()
+        try:
+            yield
+        finally:
+            self.work_lock.acquire()
+            if self.abandoned:
+                raise Abandoned
+
+    def run(self) -> None:
+        """The sender thread's loop, until stopped (or abandoned by close())."""
+        with self.work_lock:
+            spool = self._open_spool()
+            while True:
+                try:
+                    if self._step(spool):
+                        break
+                except Abandoned:
+                    return
+                except Exception:  # guarded: the loop never dies of one failure
+                    log.exception("ailedger sender iteration failed; going on")
+                    if self.stopping and time.monotonic() >= self._owner.stop_deadline:
+                        break
+                    with contextlib.suppress(Abandoned), self._unlocked():
+                        time.sleep(0.1)
+                    if self.abandoned:
+                        return
+            self.finish(spool)
+
+    def _step(self, spool: Spool) -> bool:
+        """One round: send directly, or spill to the spool and replay it. True when done."""
+        if (
+            not self.stopping
+            and not self._buffer
+            and (spool.empty or time.monotonic() < self.retry_at)
+        ):
+            with self._unlocked():
+                self._wake.wait(self._owner.flush_interval)
+            self._wake.clear()
+        if self.mode(spool) is Mode.DIRECT:
+            self.stopping = self._take() or self.stopping
+            sent = True
+            if self._pending:
+                sent = self._try_send(self._pending)
+                if sent:
+                    self.sent += len(self._pending)
+                else:
+                    self._spill(spool, self._pending)
+                self._pending = []
+            for marker in self.markers:
+                if sent:
+                    marker.done.set()
+                else:
+                    self.spool_markers.append((spool.appended, marker))
+            self.markers.clear()
+        else:
+            self.stopping = self._spill_buffer(spool) or self.stopping
+            if not spool.empty and time.monotonic() >= self.retry_at:
+                self._replay(spool)
+        while self.spool_markers and (
+            spool.empty or spool.consumed_own >= self.spool_markers[0][0]
+        ):
+            self.spool_markers.popleft()[1].done.set()
+        self._report_drops()
+        if not self.stopping:
+            return False
+        if not self._buffer and spool.empty:
+            return True
+        now = time.monotonic()
+        if now >= self._owner.stop_deadline or self.retry_at >= self._owner.stop_deadline:
+            return True  # no attempt left before the deadline: _finish spools the rest
+        if not self._buffer and now < self.retry_at:
+            with self._unlocked():
+                time.sleep(self.retry_at - now)
+        return False
+
+    def _encode(self, fields: dict[str, Any]) -> bytes:
+        return encode_event(fields, max_payload_bytes=self._owner.max_payload_bytes)[1]
+
+    def _take(self) -> bool:
+        """Move up to one batch from the buffer into ``_pending``; True if told to stop."""
+        buffer, pending = self._buffer, self._pending
+        while len(pending) < self._owner.batch_size and buffer:
+            item = buffer.popleft()
+            if isinstance(item, dict):
+                pending.append(self._encode(item))
+            elif isinstance(item, FlushMarker):
+                self.markers.append(item)
+                return False  # send what came before the marker, then release it
+            elif item is STOP:
+                return True
+        return False
+
+    def _spill_buffer(self, spool: Spool) -> bool:
+        """Move what is buffered now into the spool, in order; True if told to stop."""
+        payloads: list[bytes] = []
+        stop = False
+        for _ in range(len(self._buffer)):  # bounded: callers must not starve the replay
+            item = self._buffer.popleft()
+            if isinstance(item, dict):
+                payloads.append(self._encode(item))
+                if len(payloads) >= self._owner.batch_size:
+                    self._spill(spool, payloads)
+                    payloads = []
+            elif isinstance(item, FlushMarker):
+                self._spill(spool, payloads)
+                payloads = []
+                self.spool_markers.append((spool.appended, item))
+            elif item is STOP:
+                stop = True
+                break
+        self._spill(spool, payloads)
+        return stop
+
+    def _spill(self, spool: Spool, payloads: list[bytes]) -> None:
+        """Spool ``payloads``; what does not fit goes to Redis if it answers, else is dropped."""
+        if not payloads:
+            return
+        written = spool.append(payloads)
+        self.spooled += written
+        rest = payloads[written:]
+        if not rest:
+            if self.spool_full:
+                self.spool_full = False
+                log.warning(
+                    "ailedger spool in %s has room again; %d events dropped so far",
+                    self._where(),
+                    self.spool_dropped,
+                )
+            return
+        if time.monotonic() >= self.retry_at and self._try_send(rest):
+            self.sent += len(rest)  # out of order, but sent: better than lost
+            return
+        self.spool_dropped += len(rest)
+        if not self.spool_full:
+            self.spool_full = True
+            log.warning(
+                "ailedger spool in %s is full (%d bytes); dropping events until Redis "
+                "takes the spooled ones",
+                self._where(),
+                spool.size_bytes,
+            )
+
+    def _replay(self, spool: Spool) -> None:
+        """Send the oldest spooled batch; it leaves the spool only once Redis has it."""
+        batch = spool.peek(self._owner.batch_size)
+        if not batch or not self._try_send(batch):
+            return
+        spool.consume(len(batch))
+        drained = spool.empty or not spool.peek(1)
+        self.sent += len(batch)
+        self.replayed += len(batch)
+        if drained:
+            log.warning("ailedger sent everything it had spooled (%d events)", self.replayed)
+
+    def _try_send(self, payloads: list[bytes]) -> bool:
+        try:
+            with self._unlocked():
+                xadd_events(self._redis(), self._owner.stream, payloads)
+        except Abandoned:
+            raise
+        except Exception as exc:  # down, refusing, or too slow: all mean "spool and retry"
+            if self.abandoned:
+                raise Abandoned from None
+            self.send_errors += 1
+            if self.backoff.attempts == 0:
+                log.warning(
+                    "ailedger cannot reach Redis (%s); spooling events to %s and retrying",
+                    exc,
+                    self._where(),
+                )
+            self.retry_at = time.monotonic() + self.backoff.next_delay()
+            return False
+        if self.backoff.attempts:
+            log.warning("ailedger reached Redis again after %d attempts", self.backoff.attempts)
+            self.backoff.reset()
+        self.retry_at = 0.0
+        return True
+
+    def _report_drops(self) -> None:
+        """Say once when callers start finding the buffer full, and once when that ends."""
+        dropped = self._owner.dropped_by_callers
+        if dropped != self.drops_seen:
+            if not self.overflowing and not self._owner.closed:
+                self.overflowing = True
+                log.warning(
+                    "ailedger buffer is full (%d events); dropping events: the sender "
+                    "cannot keep up",
+                    self._owner.max_buffer,
+                )
+            self.drops_seen = dropped
+        elif self.overflowing and len(self._buffer) < self._owner.max_buffer // 2:
+            self.overflowing = False
+            log.warning("ailedger buffer has room again; %d events dropped so far", dropped)
+
+    def _encode_rest(self) -> list[bytes]:
+        payloads: list[bytes] = []
+        while True:
+            try:
+                item = self._buffer.popleft()
+            except IndexError:
+                return payloads
+            if isinstance(item, dict):
+                payloads.append(self._encode(item))
+
+    def finish(self, spool: Spool | None) -> None:
+        """Stopping: spool what is left, then close the spool for the next start to send.
+
+        close() runs this too when the sender overran the deadline waiting on Redis: the
+        batch in flight is spooled as well and, should that call succeed after all, the
+        worker drops the duplicates by event id.
+        """
+        rest = self._pending + self._encode_rest()
+        self._pending = []
+        if spool is None or spool.closed:
+            self.spool_dropped += len(rest)
+            return
+        written = spool.append(rest)
+        unsent = spool.appended - spool.consumed_own
+        left = not spool.empty
+        spool.close()
+        self.spooled += written
+        self.spool_dropped += len(rest) - written
+        self.all_sent = not left and written == len(rest)
+        if isinstance(spool, MemorySpool) and left:
+            self.spool_dropped += unsent
+            log.warning("ailedger closed with Redis unreachable; %d events were not sent", unsent)
+        elif left:
+            log.warning(
+                "ailedger closed with Redis unreachable; %d events kept in %s for the next "
+                "start (or `ailedger spool replay`)",
+                unsent,
+                self._owner.spool_dir,
+            )
