@@ -21,6 +21,7 @@ test: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check producer worker ailedger tests bench
+	$(BIN)/ruff format --check producer worker ailedger tests bench
 	$(BIN)/mypy
 
 bench: $(VENV)/.installed

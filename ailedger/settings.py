@@ -6,6 +6,7 @@ built, and passed in. The pipeline's part is :class:`worker.settings.WorkerSetti
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -27,3 +28,8 @@ class Settings(WorkerSettings):
     #: How the API connects; default: database_url as the read-only role, without password.
     api_database_url: str | None = None
     api_role: str = "ailedger_reader"
+
+
+def hide_password(url: str) -> str:
+    """``url`` as it may be shown or logged: any password replaced by ``***``."""
+    return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", url)

@@ -303,7 +303,9 @@ class PriceBook:
         except Exception:
             if self._loaded_at is None:
                 raise  # without overrides, negotiated prices would be silently wrong
-            log.warning("price_overrides_reload_failed", exc_info=True, retry_in_s=self._ttl_s)
+            log.warning(
+                "price overrides could not be reloaded", exc_info=True, retry_in_s=self._ttl_s
+            )
         else:
             self._overrides = index_overrides(overrides)
         self._loaded_at = now
@@ -329,7 +331,7 @@ class PriceBook:
     def _lookup(self, provider: str | None, model: str) -> tuple[PriceRates, ...]:
         found = find_catalog_model(self._snapshot, provider, model)
         if found is None:
-            log.info("model_unpriced", provider=provider, model=model)
+            log.info("model has no price; calls stored unpriced", provider=provider, model=model)
             return ()
         return catalog_windows(found)
 
@@ -345,7 +347,9 @@ class PriceBook:
             key = (found.provider.id, found.model.id)
             if key not in self._failing:  # once per model, not once per call
                 self._failing.add(key)
-                log.warning("catalog_price_failed", provider=key[0], model=key[1], exc_info=True)
+                log.warning(
+                    "catalog price lookup failed", provider=key[0], model=key[1], exc_info=True
+                )
             return None
         return result.total_price
 
@@ -424,7 +428,7 @@ def _catalog_rates(
         except (ValueError, ArithmeticError):
             expected = None
         if expected is None or flat_cost(rates, *probe) != expected:
-            log.debug("catalog_price_not_flat", provider=found.provider.id, model=found.model.id)
+            log.debug("catalog price is not flat", provider=found.provider.id, model=found.model.id)
             return PriceRates(valid_from=start, valid_to=end, catalog_model=found)
     return rates
 

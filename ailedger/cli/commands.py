@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from ailedger.settings import Settings
+from ailedger.settings import Settings, hide_password
 from worker.logs import configure_logging
 
 app = typer.Typer(
@@ -346,14 +346,21 @@ def status(
 ) -> None:
     """Queue depth, consumers and a verdict; thresholds set the exit code (cron, probes).
 
-    Exit codes: 0 fine, 1 a threshold is exceeded, 2 Redis cannot be reached.
+    Exit codes: 0 fine, 1 failing (a threshold is exceeded, entries wait with no live
+    worker, or no worker can store), 2 Redis cannot be reached.
     """
     import time
 
     import redis
     from rich.live import Live
 
-    from ailedger.ops.status import Thresholds, queue_status, render_status, status_json
+    from ailedger.ops.status import (
+        Thresholds,
+        queue_status,
+        render_status,
+        status_error_json,
+        status_json,
+    )
     from producer.connection import connect
 
     settings = _settings(redis_url=redis_url, stream=stream, group=group)
@@ -364,7 +371,11 @@ def status(
         try:
             return queue_status(client, settings, thresholds=limits)
         except redis.RedisError as exc:
-            console.print(f"[red]cannot read the queue at {settings.redis_url}: {exc}[/red]")
+            message = f"cannot read the queue at {hide_password(settings.redis_url)}: {exc}"
+            if json_output:
+                typer.echo(status_error_json(settings, message))
+            else:
+                console.print(message, style="red", markup=False)
             raise typer.Exit(2) from None
 
     if not watch:

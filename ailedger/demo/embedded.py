@@ -243,12 +243,12 @@ class EmbeddedServers:
             try:
                 valkey.stop()
             except Exception:
-                log.exception("embedded Valkey did not stop cleanly")
+                log.exception("embedded server did not stop cleanly", server="valkey")
         if postgres is not None:
             try:
                 postgres.cleanup()
             except Exception:
-                log.exception("embedded Postgres did not stop cleanly")
+                log.exception("embedded server did not stop cleanly", server="postgres")
 
     def __enter__(self) -> EmbeddedServers:
         return self.start()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import re
 import threading
 import time
 import uuid
@@ -35,7 +34,7 @@ from rich.table import Table
 from ailedger.demo.embedded import EmbeddedServers, servers_answer
 from ailedger.demo.traffic import Event, generate_jobs
 from ailedger.ops.migrate import migrate
-from ailedger.settings import Settings
+from ailedger.settings import Settings, hide_password
 from producer import AICallLogger
 from producer.constants import dead_letter_stream, heartbeat_pattern
 from worker.errors import ConfigurationError
@@ -161,8 +160,8 @@ def run_demo(
         else:
             _check_servers(settings)
             console.print(
-                f"using Redis {_hide_password(settings.redis_url)} and "
-                f"Postgres {_hide_password(settings.database_url)}"
+                f"using Redis {hide_password(settings.redis_url)} and "
+                f"Postgres {hide_password(settings.database_url)}"
             )
         stream = f"{settings.stream}:demo-{uuid.uuid4().hex[:8]}"
         settings = settings.model_copy(update={"stream": stream})
@@ -356,7 +355,7 @@ def _quiet_worker_logs() -> Iterator[None]:
 def _check_servers(settings: Settings) -> None:
     redis_ok, postgres_ok = servers_answer(settings.redis_url, settings.database_url, timeout=3)
     down = [
-        f"{name} at {_hide_password(url)}"
+        f"{name} at {hide_password(url)}"
         for name, url, ok in (
             ("Redis", settings.redis_url, redis_ok),
             ("Postgres", settings.database_url, postgres_ok),
@@ -380,10 +379,6 @@ def _forget_stream(settings: Settings) -> None:
         pass  # only tidiness is lost
     finally:
         client.close()
-
-
-def _hide_password(url: str) -> str:
-    return re.sub(r"://([^:/@]*):[^@/]*@", r"://\1:***@", url)
 
 
 def _count(conn: psycopg.Connection[Any], query: str, *params: Any) -> int:
