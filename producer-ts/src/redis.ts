@@ -135,9 +135,17 @@ export class RedisTransport implements Transport {
     } catch {
       return;
     }
+    const status = (client as { status?: unknown }).status;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      await Promise.race([client.quit?.(), new Promise((resolve) => setTimeout(resolve, 1000))]);
+      // QUIT lets pending replies arrive; a client that never connected just hangs up.
+      if (status === "ready" && client.quit !== undefined) {
+        await Promise.race([client.quit(), new Promise((resolve) => (timer = setTimeout(resolve, 1000)))]);
+      }
+    } catch {
+      // Already gone.
     } finally {
+      clearTimeout(timer);
       client.disconnect?.();
     }
   }
