@@ -40,7 +40,8 @@ test("full batches leave on their own, the rest on flush, each event once", asyn
   const s = await setup({ batchSize: 3 });
   try {
     const ids = Array.from({ length: 7 }, (_, n) => s.logger.log(call(n)));
-    await waitFor(() => s.server.stored.size === 6, "two full batches");
+    await waitFor(() => s.logger.stats.sent === 6, "two full batches");
+    equal(s.server.stored.size, 6);
     equal(s.server.requests.length, 2);
     equal(s.logger.stats.buffered, 1);
     equal(await s.logger.flush(2000), true);
