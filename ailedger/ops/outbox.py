@@ -223,7 +223,7 @@ def _failed(
     )
     log.warning(
         "alert delivery failed",
-        url=_safe(url),
+        url=safe_url(url),
         delivery=outbox_id,
         attempts=attempts,
         error=error,
@@ -244,7 +244,7 @@ def _give_up(
     log.error(
         "receiver keeps failing: its messages are marked failed; "
         "see `ailedger alerts outbox`, then `ailedger alerts retry`",
-        url=_safe(url),
+        url=safe_url(url),
         messages=cursor.rowcount,
     )
     return cursor.rowcount
@@ -267,7 +267,7 @@ def retry_failed(conn: psycopg.Connection[Any], *, url: str | None = None) -> in
     return cursor.rowcount
 
 
-def _safe(url: str) -> str:
+def safe_url(url: str) -> str:
     """A receiver URL for logs: Slack and most webhooks carry their secret in the path."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.hostname}{'/…' if parts.path not in ('', '/') else ''}"
