@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import psycopg
@@ -89,7 +89,7 @@ class BudgetStatus:
 
     @property
     def percent(self) -> Decimal:
-        return (self.spent / self.budget.limit_usd * 100).quantize(Decimal("0.1"))
+        return (self.spent / self.budget.limit_usd * 100).quantize(Decimal("0.1"), ROUND_HALF_UP)
 
     def to_dict(self) -> dict[str, Any]:
         b = self.budget

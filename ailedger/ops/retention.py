@@ -87,17 +87,22 @@ def _record(conn: psycopg.Connection[Any], policy: str, until: datetime) -> None
     )
 
 
+def _count(conn: psycopg.Connection[Any], rows: str, params: tuple[Any, ...]) -> int:
+    row = conn.execute(f"SELECT count(*) FROM {rows}".encode(), params).fetchone()
+    return int(row[0]) if row else 0
+
+
 def drop_payloads(
     conn: psycopg.Connection[Any], cutoff: datetime, *, batch: int, dry_run: bool
 ) -> int:
     lo = _progress(conn, "payloads")
     if dry_run:
-        row = conn.execute(
-            "SELECT count(*) FROM ai_call_logs WHERE timestamp >= %s AND timestamp < %s"
+        return _count(
+            conn,
+            "ai_call_logs WHERE timestamp >= %s AND timestamp < %s"
             " AND (request_data IS NOT NULL OR response_data IS NOT NULL)",
             (lo, cutoff),
-        ).fetchone()
-        return int(row[0]) if row else 0
+        )
     total = 0
     while True:
         with conn.transaction():
@@ -119,10 +124,7 @@ def delete_rows(
     conn: psycopg.Connection[Any], cutoff: datetime, *, batch: int, dry_run: bool
 ) -> int:
     if dry_run:
-        row = conn.execute(
-            "SELECT count(*) FROM ai_call_logs WHERE timestamp < %s", (cutoff,)
-        ).fetchone()
-        return int(row[0]) if row else 0
+        return _count(conn, "ai_call_logs WHERE timestamp < %s", (cutoff,))
     total = 0
     while True:
         with conn.transaction():
@@ -161,11 +163,9 @@ def run_retention(
         age = timedelta(days=settings.retention_dead_letter_days)
         report.dead_letter_cutoff = now - age
         if dry_run:
-            row = conn.execute(
-                "SELECT count(*) FROM ai_call_rejects WHERE last_seen < %s",
-                (report.dead_letter_cutoff,),
-            ).fetchone()
-            report.dead_letters_purged = int(row[0]) if row else 0
+            report.dead_letters_purged = _count(
+                conn, "ai_call_rejects WHERE last_seen < %s", (report.dead_letter_cutoff,)
+            )
         else:
             from producer.connection import connect
 
