@@ -29,6 +29,27 @@ class Settings(WorkerSettings):
     api_database_url: str | None = None
     api_role: str = "ailedger_reader"
 
+    # Budgets, alerts and their delivery (docs/alerts.md).
+    #: Key of the webhooks' X-Ailedger-Signature (HMAC-SHA256 of the body); unset: unsigned.
+    webhook_secret: SecretStr | None = None
+    #: Receivers of the rules' alerts when a rule names none (JSON list of URLs).
+    alert_notify: list[str] = Field(default_factory=list)
+    #: How often `ailedger jobs` evaluates rules and budgets, and delivers the outbox.
+    alert_every_s: int = Field(default=60, ge=1)
+    outbox_every_s: int = Field(default=15, ge=1)
+    #: A projected overrun is only told once this fraction of the period has passed.
+    projection_min_elapsed: float = Field(default=0.1, ge=0, le=1)
+    outbox_timeout_s: float = Field(default=5.0, gt=0)
+    outbox_backoff_base_s: float = Field(default=5.0, gt=0)
+    outbox_backoff_cap_s: float = Field(default=600.0, gt=0)
+    #: Attempts of a message before it (and what waits behind it) is marked failed.
+    outbox_max_attempts: int = Field(default=50, ge=1)
+
+    # Retention (`ailedger retention run`, daily on `ailedger jobs`); None: keep forever.
+    retention_payload_days: int | None = Field(default=30, ge=1)
+    retention_rows_days: int | None = Field(default=None, ge=1)
+    retention_dead_letter_days: int | None = Field(default=30, ge=1)
+    retention_batch_size: int = Field(default=10_000, ge=1)
 
 def hide_password(url: str) -> str:
     """``url`` as it may be shown or logged: any password replaced by ``***``."""

@@ -29,7 +29,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ailedger.api import costs, rollups
+from ailedger.api import budgets, costs, rollups
 from ailedger.api import models as m
 from ailedger.ops.status import queue_status
 from ailedger.settings import Settings
@@ -248,6 +248,7 @@ def create_app(settings: Settings) -> FastAPI:
         with backends.pool().connection() as conn:
             return costs.image_costs(conn, image_id)
 
+    app.include_router(budgets.router, dependencies=[Depends(admin)])
     return app
 
 

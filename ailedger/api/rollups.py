@@ -163,7 +163,10 @@ _TALLY_COLUMNS = """
 
 
 def _where(
-    segments: Sequence[Segment], tasks: Sequence[str] | None, models: Sequence[str] | None
+    segments: Sequence[Segment],
+    tasks: Sequence[str] | None,
+    models: Sequence[str] | None,
+    providers: Sequence[str] | None = None,
 ) -> tuple[str, list[Any]]:
     """The WHERE clause and parameters selecting the segments' rows, filtered.
 
@@ -179,6 +182,9 @@ def _where(
     if models:
         clause += " AND r.model = ANY(%s)"
         params.append(list(models))
+    if providers:
+        clause += " AND r.provider = ANY(%s)"
+        params.append(list(providers))
     return clause, params
 
 

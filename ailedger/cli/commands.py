@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from ailedger.cli.spend import alerts_app, budget_app, retention_app
 from ailedger.settings import Settings, hide_password
 from worker.logs import configure_logging
 
@@ -268,9 +269,13 @@ def _utc(value: datetime | None) -> datetime | None:
 @app.command()
 def jobs(
     burst: Annotated[bool, typer.Option("--burst", help="Exit once the queue is empty")] = False,
+    schedule: Annotated[
+        bool,
+        typer.Option(help="Also schedule alerts, outbox delivery, retention (RQ CronScheduler)"),
+    ] = True,
     redis_url: RedisUrl = None,
 ) -> None:
-    """Work the maintenance queue (re-pricing) with an RQ worker."""
+    """Work the maintenance queue (re-pricing, alerts, retention) with an RQ worker."""
     from rq import Queue
     from rq import Worker as RQWorker
 
@@ -282,7 +287,10 @@ def jobs(
     # RQ blocks on its queue for minutes: a client that times out sooner would break it.
     connection = connect(settings.redis_url, socket_timeout=600)
     queue = Queue(MAINTENANCE_QUEUE, connection=connection)
-    RQWorker([queue], connection=connection).work(burst=burst)
+    from ailedger.ops.schedule import scheduled
+
+    with scheduled(settings, enabled=schedule, burst=burst):
+        RQWorker([queue], connection=connection).work(burst=burst)
 
 
 # -- ailedger spool: the producer's disk spool ---------------------------------------------
@@ -443,3 +451,8 @@ def serve(
     uvicorn.run(
         create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None
     )
+
+
+app.add_typer(budget_app, name="budget")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(retention_app, name="retention")
