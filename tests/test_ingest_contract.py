@@ -66,10 +66,17 @@ def events(draw: st.DrawFn) -> dict[str, Any]:
     return event
 
 
-def _rows(db: Any) -> dict[str, dict[str, Any]]:
+def _store(settings: Any, db: Any, run_burst: Any, redis_client: Any) -> dict[str, Any]:
+    """Check the stream's entries against the contract, store them, return and clear rows."""
+    validator = contract_validator()
+    for _, fields in redis_client.xrange(settings.stream):
+        validator.validate(orjson.loads(fields[b"e"]))
+    run_burst()
     rows = rows_by_id(db)
     for row in rows.values():
         row.pop("created_at")
+    db.execute("DELETE FROM ai_call_logs")
+    redis_client.delete(settings.stream)
     return rows
 
 
@@ -87,13 +94,7 @@ def test_ingest_and_the_python_producer_store_identical_rows(
         logger.log(**event)
     assert logger.flush(10)
     logger.close()
-    validator = contract_validator()
-    for _, fields in redis_client.xrange(settings.stream):
-        validator.validate(orjson.loads(fields[b"e"]))
-    run_burst()
-    through_producer = _rows(db)
-    db.execute("DELETE FROM ai_call_logs")
-    redis_client.delete(settings.stream)
+    through_producer = _store(settings, db, run_burst, redis_client)
 
     body = [{**e, "timestamp": e["timestamp"].isoformat()} for e in batch]
     app = create_app(settings.model_copy(update={"ingest_tokens": SecretStr(TOKENS)}))
@@ -101,12 +102,7 @@ def test_ingest_and_the_python_producer_store_identical_rows(
         answer = client.post("/api/ingest", json=body, headers=bearer(FREE))
     assert answer.status_code == 202, answer.text
     assert answer.json() == {"accepted": [e["id"] for e in batch], "rejected": []}
-    for _, fields in redis_client.xrange(settings.stream):
-        validator.validate(orjson.loads(fields[b"e"]))
-    run_burst()
-    through_ingest = _rows(db)
-    db.execute("DELETE FROM ai_call_logs")
-    redis_client.delete(settings.stream)
+    through_ingest = _store(settings, db, run_burst, redis_client)
 
     assert set(through_producer) == {str(uuid.UUID(e["id"])) for e in batch}
     for event_id, row in through_producer.items():
