@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
+from ailedger.ingest.tokens import IngestTokens
 from worker.settings import WorkerSettings
 
 
@@ -50,6 +51,30 @@ class Settings(WorkerSettings):
     retention_rows_days: int | None = Field(default=None, ge=1)
     retention_dead_letter_days: int | None = Field(default=30, ge=1)
     retention_batch_size: int = Field(default=10_000, ge=1)
+
+    # Ingest over HTTP (`POST /api/ingest`, OTLP `POST /v1/traces`), on `ailedger serve`.
+    #: Comma-separated ``token`` or ``service:token``; none: ingest answers 401.
+    ingest_tokens: SecretStr | None = None
+    #: Largest request body, after gzip decompression.
+    ingest_max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    #: Largest single event, as JSON.
+    ingest_max_event_bytes: int = Field(default=256 * 1024, ge=1024)
+    #: request_data / response_data are redacted and capped to this, as the producer does.
+    ingest_max_payload_bytes: int = Field(default=16_384, ge=0)
+
+    @field_validator("ingest_tokens")
+    @classmethod
+    def _readable_tokens(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            IngestTokens.parse(value.get_secret_value())
+        return value
+
+    def ingest_grants(self) -> IngestTokens:
+        """The ingest tokens, parsed."""
+        return IngestTokens.parse(
+            self.ingest_tokens.get_secret_value() if self.ingest_tokens else None
+        )
+
 
 def hide_password(url: str) -> str:
     """``url`` as it may be shown or logged: any password replaced by ``***``."""

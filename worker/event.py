@@ -87,6 +87,8 @@ class CallEvent(BaseModel):
     action: Literal["use_ai_result", "fallback_to_rules"] | None = None
     # Soft fields: a bad value is dropped with a note instead of rejecting the call.
     image_id: Annotated[str, StringConstraints(max_length=500)] | None = None
+    #: The service that made the call (an ingest token bound to a service sets it).
+    service: Name | None = None
     confidence_score: Decimal | None = Field(default=None, ge=0, le=1)
     confidence_breakdown: dict[str, float] | None = None
     fallback_reason: str | None = None
@@ -148,6 +150,7 @@ class CallEvent(BaseModel):
 SOFT_FIELDS = frozenset(
     {
         "image_id",
+        "service",
         "confidence_score",
         "confidence_breakdown",
         "fallback_reason",
@@ -156,7 +159,15 @@ SOFT_FIELDS = frozenset(
         "response_data",
     }
 )
-_TEXT_FIELDS = ("task", "model", "provider", "image_id", "fallback_reason", "error_message")
+_TEXT_FIELDS = (
+    "task",
+    "model",
+    "provider",
+    "image_id",
+    "service",
+    "fallback_reason",
+    "error_message",
+)
 _JSON_FIELDS = ("request_data", "response_data")
 
 

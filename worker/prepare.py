@@ -134,6 +134,7 @@ def prepare_batch(
                 item.json.get("response_data"),
                 event.error_message,
                 _json(item.notes or None),
+                event.service,
             )
         )
     return batch

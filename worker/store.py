@@ -35,6 +35,7 @@ COLUMNS = (
     "response_data",
     "error_message",
     "ingest_notes",
+    "service",
 )
 _COLS = ", ".join(COLUMNS)
 _STAGE = "ailedger_stage"

@@ -31,6 +31,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ailedger.api import budgets, costs, rollups
 from ailedger.api import models as m
+from ailedger.ingest.routes import router as ingest_router
 from ailedger.ops.status import queue_status
 from ailedger.settings import Settings
 from producer.connection import connect
@@ -132,6 +133,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.backends = backends
+    app.include_router(ingest_router)
     token = settings.api_token.get_secret_value() if settings.api_token else None
 
     def admin(
