@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
+from ailedger.cli.errors import settings_error
 from ailedger.settings import Settings
+from worker.errors import InvalidInput
 from worker.logs import configure_logging
 
 app = typer.Typer(
@@ -31,9 +34,18 @@ Stream = Annotated[str | None, typer.Option("--stream", help="Stream key [env: A
 Group = Annotated[str | None, typer.Option("--group", help="Consumer group [env: AILEDGER_GROUP]")]
 
 
+#: Flags not named after their setting (the others are ``--`` and the setting, dashed).
+_FLAG_OF = {"api_host": "--host", "api_port": "--port"}
+
+
 def _settings(**flags: Any) -> Settings:
-    """Environment first, flags over it."""
-    return Settings(**{k: v for k, v in flags.items() if v is not None})
+    """Environment first, flags over it; a bad value ends the command with exit 2."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        names = {k: _FLAG_OF.get(k, "--" + k.replace("_", "-")) for k in given}
+        raise settings_error(exc, names) from None
 
 
 @app.command()
@@ -242,9 +254,15 @@ def reprice(
 
     configure_logging()
     settings = _settings(redis_url=redis_url, database_url=database_url)
+    start, end = _utc(since), _utc(until)
+    if start is not None and end is not None and start >= end:
+        raise InvalidInput(
+            f"--since {start.isoformat()} is not before --until {end.isoformat()}: no call "
+            "could match; swap them or widen the range"
+        )
     filters: dict[str, Any] = {
-        "since": _utc(since),
-        "until": _utc(until),
+        "since": start,
+        "until": end,
         "models": model or (),
         "only_unpriced": only_unpriced,
     }
@@ -312,8 +330,14 @@ def spool_replay(
     from producer.spool import default_spool_dir, replay_spool
 
     configure_logging()
+    if folder is not None and not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise InvalidInput(
+            f"{folder} {what}; give the folder a producer spooled into "
+            "(its AILEDGER_SPOOL_DIR), or no argument for the default one"
+        )
     folder = folder or default_spool_dir()
-    url = redis_url or _settings().redis_url
+    url = _settings(redis_url=redis_url).redis_url
     try:
         sent = replay_spool(folder, url, stream)
     except (redis.RedisError, OSError) as exc:
