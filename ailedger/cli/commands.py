@@ -247,13 +247,14 @@ def reprice(
     now: Annotated[bool, typer.Option("--now", help="Run here instead of queueing")] = False,
     redis_url: RedisUrl = None,
     database_url: DatabaseUrl = None,
+    stream: Stream = None,
 ) -> None:
     """Recompute stored costs after prices change (queued for `ailedger jobs`)."""
     from ailedger.ops.reprice import enqueue_reprice
     from ailedger.ops.reprice import reprice as run_reprice
 
     configure_logging()
-    settings = _settings(redis_url=redis_url, database_url=database_url)
+    settings = _settings(redis_url=redis_url, database_url=database_url, stream=stream)
     start, end = _utc(since), _utc(until)
     if start is not None and end is not None and start >= end:
         raise InvalidInput(
@@ -273,7 +274,7 @@ def reprice(
             f" ({result.newly_priced} newly priced), {result.still_unpriced} still unpriced"
         )
         return
-    job_id = enqueue_reprice(settings.redis_url, settings.database_url, **filters)
+    job_id = enqueue_reprice(settings, **filters)
     console.print(f"queued reprice job {job_id}; `ailedger jobs` runs it")
 
 
@@ -287,19 +288,23 @@ def _utc(value: datetime | None) -> datetime | None:
 def jobs(
     burst: Annotated[bool, typer.Option("--burst", help="Exit once the queue is empty")] = False,
     redis_url: RedisUrl = None,
+    stream: Stream = None,
 ) -> None:
-    """Work the maintenance queue (re-pricing) with an RQ worker."""
+    """Work the maintenance queue (re-pricing) with an RQ worker.
+
+    Jobs run against this process's own database (AILEDGER_DATABASE_URL): no job carries one.
+    """
     from rq import Queue
     from rq import Worker as RQWorker
 
     from producer.connection import connect
-    from producer.constants import MAINTENANCE_QUEUE
+    from producer.constants import maintenance_queue
 
     configure_logging()
-    settings = _settings(redis_url=redis_url)
+    settings = _settings(redis_url=redis_url, stream=stream)
     # RQ blocks on its queue for minutes: a client that times out sooner would break it.
     connection = connect(settings.redis_url, socket_timeout=600)
-    queue = Queue(MAINTENANCE_QUEUE, connection=connection)
+    queue = Queue(maintenance_queue(settings.stream), connection=connection)
     RQWorker([queue], connection=connection).work(burst=burst)
 
 
