@@ -24,14 +24,21 @@ app = typer.Typer(
 )
 console = Console()
 
-RedisUrl = Annotated[
-    str | None, typer.Option("--redis-url", help="Redis URL [env: AILEDGER_REDIS_URL]")
-]
+
+def _env(text: str, field: str, default: object = None) -> str:
+    """An option's help: ``text``, the variable its value otherwise comes from, its default."""
+    shown = Settings.model_fields[field].default if default is None else default
+    tail = "" if shown is None else f"; default: {shown}"
+    # Escaped: Typer renders help with Rich, which would take "[env: …]" for markup and drop it.
+    return f"{text} \\[env: AILEDGER_{field.upper()}{tail}]"
+
+
+RedisUrl = Annotated[str | None, typer.Option("--redis-url", help=_env("Redis URL", "redis_url"))]
 DatabaseUrl = Annotated[
-    str | None, typer.Option("--database-url", help="Postgres URL [env: AILEDGER_DATABASE_URL]")
+    str | None, typer.Option("--database-url", help=_env("Postgres URL", "database_url"))
 ]
-Stream = Annotated[str | None, typer.Option("--stream", help="Stream key [env: AILEDGER_STREAM]")]
-Group = Annotated[str | None, typer.Option("--group", help="Consumer group [env: AILEDGER_GROUP]")]
+Stream = Annotated[str | None, typer.Option("--stream", help=_env("Stream key", "stream"))]
+Group = Annotated[str | None, typer.Option("--group", help=_env("Consumer group", "group"))]
 
 
 #: Flags not named after their setting (the others are ``--`` and the setting, dashed).
@@ -69,11 +76,17 @@ def worker(
         int, typer.Option("--processes", "-p", min=1, help="Worker processes")
     ] = 1,
     burst: Annotated[bool, typer.Option("--burst", help="Exit once the stream is drained")] = False,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1)] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size", min=1, help=_env("Entries per read and per COPY", "batch_size")
+        ),
+    ] = None,
     metrics_port: Annotated[
         int | None,
         typer.Option(
-            "--metrics-port", help="Serve Prometheus /metrics [env: AILEDGER_METRICS_PORT]"
+            "--metrics-port",
+            help=_env("Serve Prometheus /metrics on this port", "metrics_port", "off"),
         ),
     ] = None,
     redis_url: RedisUrl = None,
@@ -105,9 +118,12 @@ def demo(
     events: Annotated[
         int, typer.Option("--events", "-n", min=1, help="Events to generate")
     ] = 20_000,
-    processes: Annotated[int, typer.Option("--processes", "-p", min=1)] = 2,
+    processes: Annotated[
+        int, typer.Option("--processes", "-p", min=1, help="Worker processes storing the calls")
+    ] = 2,
     data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Where embedded servers keep their data")
+        Path | None,
+        typer.Option("--data-dir", help=_env("Where embedded servers keep their data", "data_dir")),
     ] = None,
 ) -> None:
     """Generate a day of realistic platform traffic and show what it cost."""
@@ -131,7 +147,7 @@ app.add_typer(dlq_app, name="dlq")
 
 @dlq_app.command("list")
 def dlq_list(
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 50,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show at most this many")] = 50,
     include_replayed: Annotated[bool, typer.Option("--all", help="Include replayed ones")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
     database_url: DatabaseUrl = None,
@@ -419,18 +435,19 @@ def status(
 @app.command()
 def serve(
     host: Annotated[
-        str | None, typer.Option("--host", help="Address to listen on [env: AILEDGER_API_HOST]")
+        str | None, typer.Option("--host", help=_env("Address to listen on", "api_host"))
     ] = None,
     port: Annotated[
-        int | None, typer.Option("--port", help="Port [env: AILEDGER_API_PORT]")
+        int | None, typer.Option("--port", help=_env("Port to listen on", "api_port"))
     ] = None,
     database_url: DatabaseUrl = None,
     api_database_url: Annotated[
         str | None,
         typer.Option(
             "--api-database-url",
-            help="Read-only connection [env: AILEDGER_API_DATABASE_URL; "
-            "default: the database as ailedger_reader]",
+            help=_env(
+                "Read-only connection", "api_database_url", "the database, as ailedger_reader"
+            ),
         ),
     ] = None,
     redis_url: RedisUrl = None,
