@@ -62,7 +62,11 @@ def migrate(database_url: DatabaseUrl = None) -> None:
 
     configure_logging()
     settings = _settings(database_url=database_url)
-    applied = apply(settings.database_url)
+    applied = apply(
+        settings.database_url,
+        reader_password=settings.reader_secret(),
+        reader_role=settings.api_role,
+    )
     console.print(
         f"applied {len(applied)} migration(s): {', '.join(applied)}"
         if applied
@@ -76,6 +80,12 @@ def worker(
         int, typer.Option("--processes", "-p", min=1, help="Worker processes")
     ] = 1,
     burst: Annotated[bool, typer.Option("--burst", help="Exit once the stream is drained")] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check", help="Exit 0 if a worker on this host has a live heartbeat, else 1"
+        ),
+    ] = False,
     batch_size: Annotated[
         int | None,
         typer.Option(
@@ -107,6 +117,8 @@ def worker(
         batch_size=batch_size,
         metrics_port=metrics_port,
     )
+    if check:
+        _health_check(settings, "worker")
     collectors = [QueueCollector(settings)] if settings.metrics_port else []
     raise typer.Exit(
         run_workers(settings, processes=processes, burst=burst, metrics_collectors=collectors)
@@ -137,6 +149,19 @@ def demo(
     summary = run_demo(settings, events=events, processes=processes, console=console)
     if not summary.complete:
         raise typer.Exit(1)
+
+
+def _health_check(settings: Settings, kind: str) -> None:
+    """End the command: 0 if a ``kind`` worker is alive on this host, 1 if not (a healthcheck)."""
+    from ailedger.ops.health import jobs_workers_alive_here, workers_alive_here
+    from producer.connection import connect
+
+    client = connect(settings.redis_url, socket_timeout=5.0, connect_timeout=5.0)
+    count = (workers_alive_here if kind == "worker" else jobs_workers_alive_here)(
+        client, settings.stream
+    )
+    console.print(f"{count} {kind} process(es) alive on this host", markup=False)
+    raise typer.Exit(0 if count else 1)
 
 
 # -- dead letters ----------------------------------------------------------------
@@ -303,6 +328,10 @@ def _utc(value: datetime | None) -> datetime | None:
 @app.command()
 def jobs(
     burst: Annotated[bool, typer.Option("--burst", help="Exit once the queue is empty")] = False,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Exit 0 if a jobs worker runs on this host, else 1"),
+    ] = False,
     redis_url: RedisUrl = None,
     stream: Stream = None,
 ) -> None:
@@ -318,6 +347,8 @@ def jobs(
 
     configure_logging()
     settings = _settings(redis_url=redis_url, stream=stream)
+    if check:
+        _health_check(settings, "jobs")
     # RQ blocks on its queue for minutes: a client that times out sooner would break it.
     connection = connect(settings.redis_url, socket_timeout=600)
     queue = Queue(maintenance_queue(settings.stream), connection=connection)

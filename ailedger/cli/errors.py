@@ -26,13 +26,16 @@ def settings_error(exc: ValidationError, flags: Mapping[str, str]) -> InvalidInp
     """One line per bad setting, naming its flag (``flags``: field → flag) or variable."""
     problems: dict[str, list[str]] = {}
     values: dict[str, object] = {}
+    lines = []
     for error in exc.errors(include_url=False):
-        field = str(error["loc"][0]) if error["loc"] else "settings"
+        if not error["loc"]:  # about several settings at once: the message names them
+            lines.append(error["msg"].removeprefix("Value error, "))
+            continue
+        field = str(error["loc"][0])
         where = ".".join(str(part) for part in error["loc"][1:])
         message = error["msg"].removeprefix("Value error, ")
         problems.setdefault(field, []).append(f"{where}: {message}" if where else message)
         values.setdefault(field, error["input"])
-    lines = []
     for field, messages in problems.items():
         name = flags.get(field) or f"AILEDGER_{field.upper()}"
         shown = "" if _SECRET.search(field) else f"={_short(values[field])}"
