@@ -32,5 +32,10 @@ def heartbeat_pattern(stream: str) -> str:
     return f"{stream}:heartbeat:*"
 
 
-#: The RQ queue for maintenance jobs (re-pricing); not the event path.
-MAINTENANCE_QUEUE = "ailedger-maintenance"
+def maintenance_queue(stream: str) -> str:
+    """The RQ queue for the maintenance jobs (re-pricing) of the deployment ``stream`` names.
+
+    Not the event path. One queue per deployment: a job runs on that deployment's jobs
+    worker, against the database of that worker's own settings.
+    """
+    return f"{stream}:maintenance"

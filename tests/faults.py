@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -247,6 +248,29 @@ class PostgresServer:
         url = make_conninfo(self.admin_url, dbname=name)
         migrate(url)
         return url
+
+
+@contextlib.contextmanager
+def private_postgres_cluster(*, hba_first: str = "") -> Iterator[PostgresServer]:
+    """A started Postgres cluster of its own, removed afterwards.
+
+    ``hba_first``: pg_hba.conf lines that take precedence over the trust default.
+    """
+    # Not under tmp_path: its parents are private to root, and the postgres user must
+    # reach its data folder.
+    directory = Path(tempfile.mkdtemp(prefix="ailedger-pg-"))
+    server = PostgresServer(directory)
+    try:
+        server.init()
+        if hba_first:
+            hba = server.data / "pg_hba.conf"
+            hba.write_text(hba_first.rstrip("\n") + "\n" + hba.read_text())
+        server.start()
+        yield server
+    finally:
+        with contextlib.suppress(Exception):
+            server.stop("immediate")
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 # -- worker processes ----------------------------------------------------------

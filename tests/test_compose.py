@@ -30,7 +30,9 @@ import jsonschema
 import pytest
 import typer
 import yaml
+from psycopg.conninfo import conninfo_to_dict
 
+from ailedger.api.app import reader_url
 from ailedger.cli.commands import app
 from ailedger.settings import Settings
 from producer.constants import DEFAULT_GROUP, DEFAULT_STREAM
@@ -219,34 +221,95 @@ def compose_config(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[st
     )
 
 
+#: The secrets the stack requires, as a user would export them.
+SECRETS = {
+    "POSTGRES_PASSWORD": "writer-pw",
+    "AILEDGER_READER_PASSWORD": "reader-pw",
+    "AILEDGER_API_TOKEN": "t0ken",
+}
+
+
 def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
-    result = compose_config(tmp_path, AILEDGER_API_TOKEN="t0ken")
+    result = compose_config(tmp_path, **SECRETS)
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
     assert services.keys() == {"redis", "postgres", "migrate", "worker", "jobs", "api"}
     assert services["api"]["environment"]["AILEDGER_API_TOKEN"] == "t0ken"
 
 
-def test_the_stack_refuses_to_start_without_an_api_token(tmp_path: Path) -> None:
-    result = compose_config(tmp_path)
+@pytest.mark.parametrize("secret", sorted(SECRETS))
+def test_the_stack_refuses_to_start_without_each_secret(tmp_path: Path, secret: str) -> None:
+    """No default password: a stack started without one would run with a published default."""
+    result = compose_config(tmp_path, **{k: v for k, v in SECRETS.items() if k != secret})
     assert result.returncode != 0
-    assert "AILEDGER_API_TOKEN" in result.stderr
+    assert f"set {secret}" in result.stderr
 
 
 def test_a_worker_container_reaches_the_stacks_servers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The settings a worker builds from its container environment point at the services."""
-    result = compose_config(tmp_path, AILEDGER_API_TOKEN="t0ken")
-    assert result.returncode == 0, result.stderr
-    for name in [k for k in os.environ if k.startswith("AILEDGER_")]:
-        monkeypatch.delenv(name)
-    for name, value in json.loads(result.stdout)["services"]["worker"]["environment"].items():
-        monkeypatch.setenv(name, value)
-    settings = Settings()
+    settings = container_settings(tmp_path, monkeypatch, "worker")
     assert settings.redis_url.startswith("redis://redis:6379/")
     assert "@postgres:5432/ailedger" in settings.database_url
     assert (settings.stream, settings.group) == (DEFAULT_STREAM, DEFAULT_GROUP)
+
+
+def container_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, service: str) -> Settings:
+    """The Settings ``service`` builds from its container environment, as compose gives it."""
+    result = compose_config(tmp_path, **SECRETS)
+    assert result.returncode == 0, result.stderr
+    for name in [k for k in os.environ if k.startswith("AILEDGER_")]:
+        monkeypatch.delenv(name)
+    for name, value in json.loads(result.stdout)["services"][service]["environment"].items():
+        monkeypatch.setenv(name, value)
+    return Settings()
+
+
+def test_the_api_logs_in_as_the_reader_with_the_password_migrate_sets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a password the API's every request was a 503 (fe_sendauth: no password supplied)."""
+    api = container_settings(tmp_path, monkeypatch, "api")
+    params = conninfo_to_dict(reader_url(api))
+    assert params["user"] == "ailedger_reader"
+    assert params["password"] == SECRETS["AILEDGER_READER_PASSWORD"]
+    assert (params["host"], params["port"], params["dbname"]) == ("postgres", "5432", "ailedger")
+    # migrate, in its own container, sets that same password on the role.
+    migrate = container_settings(tmp_path, monkeypatch, "migrate")
+    assert migrate.reader_secret() == SECRETS["AILEDGER_READER_PASSWORD"]
+    assert conninfo_to_dict(migrate.database_url)["password"] == SECRETS["POSTGRES_PASSWORD"]
+
+
+def test_services_report_their_health(tmp_path: Path) -> None:
+    result = compose_config(tmp_path, **SECRETS)
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    for name in ("worker", "jobs"):
+        test = services[name]["healthcheck"]["test"]
+        assert test[:2] == ["CMD", "ailedger"], name
+        # A real command with real flags: a typo would leave the service unhealthy forever.
+        CLI.commands[test[2]].make_context(test[2], list(test[3:]))
+    api = services["api"]["healthcheck"]["test"]
+    assert api[0] == "CMD" and "http://127.0.0.1:8000/healthz" in " ".join(api)
+    for service in services.values():
+        if "healthcheck" in service:
+            assert seconds(service["healthcheck"]["timeout"]) < seconds(
+                service["healthcheck"]["interval"]
+            )
+
+
+def test_every_published_port_is_on_loopback(tmp_path: Path) -> None:
+    result = compose_config(tmp_path, **SECRETS)
+    assert result.returncode == 0, result.stderr
+    published = [
+        (name, port)
+        for name, service in json.loads(result.stdout)["services"].items()
+        for port in service.get("ports", [])
+    ]
+    assert {name for name, _ in published} == {"redis", "postgres", "api"}
+    for name, port in published:
+        assert port["host_ip"] == "127.0.0.1", (name, port)
 
 
 # -- the image ------------------------------------------------------------------------------------

@@ -8,11 +8,8 @@ in the stream, and the stream does not keep what was acknowledged.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +29,7 @@ from tests.faults import (
     group_state,
     heartbeats,
     kill_and_restart,
+    private_postgres_cluster,
     realistic_payloads,
     row_count,
     stored_ids,
@@ -100,18 +98,8 @@ def persistent_redis(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture
 def private_postgres() -> Iterator[PostgresServer]:
     """A Postgres cluster of this test's own, to stop and start."""
-    # Not under tmp_path: its parents are private to root, and the postgres user must
-    # reach its data folder.
-    directory = Path(tempfile.mkdtemp(prefix="ailedger-pg-"))
-    server = PostgresServer(directory)
-    try:
-        server.init()
-        server.start()
+    with private_postgres_cluster() as server:
         yield server
-    finally:
-        with contextlib.suppress(Exception):
-            server.stop("immediate")
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 # -- workers killed ----------------------------------------------------------------

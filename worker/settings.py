@@ -7,13 +7,69 @@ pipeline reads only the part declared here.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from decimal import Decimal
+from typing import Annotated
 
-from pydantic import Field
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from producer.constants import DEFAULT_GROUP, DEFAULT_STREAM
 from producer.scoring import DEFAULT_THRESHOLD, DEFAULT_WEIGHTS
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+#: A confidence threshold: a score below it falls back to rules.
+Threshold = Annotated[Decimal, Field(ge=0, le=1)]
+Weight = Annotated[Decimal, Field(ge=0)]
+
+
+def check_redis_url(url: str) -> str:
+    """``url`` if Redis can be reached by it (redis://, rediss://, unix://), else ValueError."""
+    scheme = _scheme(url)
+    if scheme not in REDIS_SCHEMES:
+        raise ValueError(
+            f"{_scheme_said(scheme)} is not a Redis URL; use redis://HOST:PORT/DB, "
+            "rediss:// (TLS) or unix:///path/to/redis.sock"
+        )
+    return url
+
+
+def check_database_url(url: str) -> str:
+    """``url`` if it is a Postgres URL (postgresql://, postgres://) or conninfo, else ValueError."""
+    if "://" in url:
+        scheme = _scheme(url)
+        if scheme not in POSTGRES_SCHEMES:
+            raise ValueError(
+                f"{_scheme_said(scheme)} is not a Postgres URL; "
+                "use postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+            )
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        # The message quotes the URL, password and all: say only what is wrong.
+        problem = str(exc).split(" in URI")[0].split(" in connection info")[0].strip()
+        raise ValueError(
+            f"malformed Postgres URL ({problem}); use postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+        ) from None
+    for port in str(params.get("port") or "").split(","):
+        if port and not (port.isdigit() and 1 <= int(port) <= 65_535):
+            raise ValueError(f"port {port!r} is not a number from 1 to 65535")
+    return url
+
+
+def _scheme(url: str) -> str:
+    match = _SCHEME.match(url)
+    return match.group(1).lower() if match else ""
+
+
+def _scheme_said(scheme: str) -> str:
+    return f"{scheme}://" if scheme else "a URL without a scheme"
 
 
 class WorkerSettings(BaseSettings):
@@ -37,9 +93,9 @@ class WorkerSettings(BaseSettings):
     burst_deadline_s: float = Field(default=60.0, gt=0)
 
     # Scoring.
-    confidence_weights: dict[str, Decimal] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
-    default_threshold: Decimal = DEFAULT_THRESHOLD
-    task_thresholds: dict[str, Decimal] = Field(default_factory=dict)
+    confidence_weights: dict[str, Weight] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    default_threshold: Threshold = DEFAULT_THRESHOLD
+    task_thresholds: dict[str, Threshold] = Field(default_factory=dict)
 
     # Pricing: how long a price looked up once is trusted before Postgres is asked again.
     price_cache_ttl_s: float = Field(default=60.0, ge=0)
@@ -48,6 +104,26 @@ class WorkerSettings(BaseSettings):
     #: Port of a worker's /metrics endpoint; None or 0: not served.
     metrics_port: int | None = Field(default=None, ge=0, le=65_535)
     metrics_host: str = "0.0.0.0"
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        return check_redis_url(value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return check_database_url(value)
+
+    @field_validator("confidence_weights")
+    @classmethod
+    def _weights(cls, value: Mapping[str, Decimal]) -> Mapping[str, Decimal]:
+        if not sum(value.values(), Decimal(0)) > 0:
+            raise ValueError(
+                "the weights add up to 0, so no score could be computed; give at least one "
+                'component a positive weight, e.g. {"model_confidence": 0.4, "completeness": 0.2}'
+            )
+        return value
 
     def threshold_for(self, task: str) -> Decimal:
         return self.task_thresholds.get(task, self.default_threshold)

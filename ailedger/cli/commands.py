@@ -8,10 +8,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
+from ailedger.cli.errors import settings_error
 from ailedger.cli.spend import alerts_app, budget_app, retention_app
 from ailedger.settings import Settings, hide_password
+from worker.errors import InvalidInput
 from worker.logs import configure_logging
 
 app = typer.Typer(
@@ -22,19 +25,35 @@ app = typer.Typer(
 )
 console = Console()
 
-RedisUrl = Annotated[
-    str | None, typer.Option("--redis-url", help="Redis URL [env: AILEDGER_REDIS_URL]")
-]
+
+def _env(text: str, field: str, default: object = None) -> str:
+    """An option's help: ``text``, the variable its value otherwise comes from, its default."""
+    shown = Settings.model_fields[field].default if default is None else default
+    tail = "" if shown is None else f"; default: {shown}"
+    # Escaped: Typer renders help with Rich, which would take "[env: …]" for markup and drop it.
+    return f"{text} \\[env: AILEDGER_{field.upper()}{tail}]"
+
+
+RedisUrl = Annotated[str | None, typer.Option("--redis-url", help=_env("Redis URL", "redis_url"))]
 DatabaseUrl = Annotated[
-    str | None, typer.Option("--database-url", help="Postgres URL [env: AILEDGER_DATABASE_URL]")
+    str | None, typer.Option("--database-url", help=_env("Postgres URL", "database_url"))
 ]
-Stream = Annotated[str | None, typer.Option("--stream", help="Stream key [env: AILEDGER_STREAM]")]
-Group = Annotated[str | None, typer.Option("--group", help="Consumer group [env: AILEDGER_GROUP]")]
+Stream = Annotated[str | None, typer.Option("--stream", help=_env("Stream key", "stream"))]
+Group = Annotated[str | None, typer.Option("--group", help=_env("Consumer group", "group"))]
+
+
+#: Flags not named after their setting (the others are ``--`` and the setting, dashed).
+_FLAG_OF = {"api_host": "--host", "api_port": "--port"}
 
 
 def _settings(**flags: Any) -> Settings:
-    """Environment first, flags over it."""
-    return Settings(**{k: v for k, v in flags.items() if v is not None})
+    """Environment first, flags over it; a bad value ends the command with exit 2."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        names = {k: _FLAG_OF.get(k, "--" + k.replace("_", "-")) for k in given}
+        raise settings_error(exc, names) from None
 
 
 @app.command()
@@ -44,7 +63,11 @@ def migrate(database_url: DatabaseUrl = None) -> None:
 
     configure_logging()
     settings = _settings(database_url=database_url)
-    applied = apply(settings.database_url)
+    applied = apply(
+        settings.database_url,
+        reader_password=settings.reader_secret(),
+        reader_role=settings.api_role,
+    )
     console.print(
         f"applied {len(applied)} migration(s): {', '.join(applied)}"
         if applied
@@ -58,11 +81,23 @@ def worker(
         int, typer.Option("--processes", "-p", min=1, help="Worker processes")
     ] = 1,
     burst: Annotated[bool, typer.Option("--burst", help="Exit once the stream is drained")] = False,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1)] = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check", help="Exit 0 if a worker on this host has a live heartbeat, else 1"
+        ),
+    ] = False,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size", min=1, help=_env("Entries per read and per COPY", "batch_size")
+        ),
+    ] = None,
     metrics_port: Annotated[
         int | None,
         typer.Option(
-            "--metrics-port", help="Serve Prometheus /metrics [env: AILEDGER_METRICS_PORT]"
+            "--metrics-port",
+            help=_env("Serve Prometheus /metrics on this port", "metrics_port", "off"),
         ),
     ] = None,
     redis_url: RedisUrl = None,
@@ -83,6 +118,8 @@ def worker(
         batch_size=batch_size,
         metrics_port=metrics_port,
     )
+    if check:
+        _health_check(settings, "worker")
     collectors = [QueueCollector(settings)] if settings.metrics_port else []
     raise typer.Exit(
         run_workers(settings, processes=processes, burst=burst, metrics_collectors=collectors)
@@ -94,9 +131,12 @@ def demo(
     events: Annotated[
         int, typer.Option("--events", "-n", min=1, help="Events to generate")
     ] = 20_000,
-    processes: Annotated[int, typer.Option("--processes", "-p", min=1)] = 2,
+    processes: Annotated[
+        int, typer.Option("--processes", "-p", min=1, help="Worker processes storing the calls")
+    ] = 2,
     data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Where embedded servers keep their data")
+        Path | None,
+        typer.Option("--data-dir", help=_env("Where embedded servers keep their data", "data_dir")),
     ] = None,
 ) -> None:
     """Generate a day of realistic platform traffic and show what it cost."""
@@ -112,6 +152,19 @@ def demo(
         raise typer.Exit(1)
 
 
+def _health_check(settings: Settings, kind: str) -> None:
+    """End the command: 0 if a ``kind`` worker is alive on this host, 1 if not (a healthcheck)."""
+    from ailedger.ops.health import jobs_workers_alive_here, workers_alive_here
+    from producer.connection import connect
+
+    client = connect(settings.redis_url, socket_timeout=5.0, connect_timeout=5.0)
+    count = (workers_alive_here if kind == "worker" else jobs_workers_alive_here)(
+        client, settings.stream
+    )
+    console.print(f"{count} {kind} process(es) alive on this host", markup=False)
+    raise typer.Exit(0 if count else 1)
+
+
 # -- dead letters ----------------------------------------------------------------
 
 dlq_app = typer.Typer(help="Inspect, replay and purge entries that could not be stored.")
@@ -120,7 +173,7 @@ app.add_typer(dlq_app, name="dlq")
 
 @dlq_app.command("list")
 def dlq_list(
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 50,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show at most this many")] = 50,
     include_replayed: Annotated[bool, typer.Option("--all", help="Include replayed ones")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
     database_url: DatabaseUrl = None,
@@ -236,16 +289,23 @@ def reprice(
     now: Annotated[bool, typer.Option("--now", help="Run here instead of queueing")] = False,
     redis_url: RedisUrl = None,
     database_url: DatabaseUrl = None,
+    stream: Stream = None,
 ) -> None:
     """Recompute stored costs after prices change (queued for `ailedger jobs`)."""
     from ailedger.ops.reprice import enqueue_reprice
     from ailedger.ops.reprice import reprice as run_reprice
 
     configure_logging()
-    settings = _settings(redis_url=redis_url, database_url=database_url)
+    settings = _settings(redis_url=redis_url, database_url=database_url, stream=stream)
+    start, end = _utc(since), _utc(until)
+    if start is not None and end is not None and start >= end:
+        raise InvalidInput(
+            f"--since {start.isoformat()} is not before --until {end.isoformat()}: no call "
+            "could match; swap them or widen the range"
+        )
     filters: dict[str, Any] = {
-        "since": _utc(since),
-        "until": _utc(until),
+        "since": start,
+        "until": end,
         "models": model or (),
         "only_unpriced": only_unpriced,
     }
@@ -256,7 +316,7 @@ def reprice(
             f" ({result.newly_priced} newly priced), {result.still_unpriced} still unpriced"
         )
         return
-    job_id = enqueue_reprice(settings.redis_url, settings.database_url, **filters)
+    job_id = enqueue_reprice(settings, **filters)
     console.print(f"queued reprice job {job_id}; `ailedger jobs` runs it")
 
 
@@ -273,20 +333,30 @@ def jobs(
         bool,
         typer.Option(help="Also schedule alerts, outbox delivery, retention (RQ CronScheduler)"),
     ] = True,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Exit 0 if a jobs worker runs on this host, else 1"),
+    ] = False,
     redis_url: RedisUrl = None,
+    stream: Stream = None,
 ) -> None:
-    """Work the maintenance queue (re-pricing, alerts, retention) with an RQ worker."""
+    """Work the maintenance queue (re-pricing, alerts, retention) with an RQ worker.
+
+    Jobs run against this process's own database (AILEDGER_DATABASE_URL): no job carries one.
+    """
     from rq import Queue
     from rq import Worker as RQWorker
 
     from producer.connection import connect
-    from producer.constants import MAINTENANCE_QUEUE
+    from producer.constants import maintenance_queue
 
     configure_logging()
-    settings = _settings(redis_url=redis_url)
+    settings = _settings(redis_url=redis_url, stream=stream)
+    if check:
+        _health_check(settings, "jobs")
     # RQ blocks on its queue for minutes: a client that times out sooner would break it.
     connection = connect(settings.redis_url, socket_timeout=600)
-    queue = Queue(MAINTENANCE_QUEUE, connection=connection)
+    queue = Queue(maintenance_queue(settings.stream), connection=connection)
     from ailedger.ops.schedule import scheduled
 
     with scheduled(settings, enabled=schedule, burst=burst):
@@ -320,8 +390,14 @@ def spool_replay(
     from producer.spool import default_spool_dir, replay_spool
 
     configure_logging()
+    if folder is not None and not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise InvalidInput(
+            f"{folder} {what}; give the folder a producer spooled into "
+            "(its AILEDGER_SPOOL_DIR), or no argument for the default one"
+        )
     folder = folder or default_spool_dir()
-    url = redis_url or _settings().redis_url
+    url = _settings(redis_url=redis_url).redis_url
     try:
         sent = replay_spool(folder, url, stream)
     except (redis.RedisError, OSError) as exc:
@@ -409,18 +485,19 @@ def status(
 @app.command()
 def serve(
     host: Annotated[
-        str | None, typer.Option("--host", help="Address to listen on [env: AILEDGER_API_HOST]")
+        str | None, typer.Option("--host", help=_env("Address to listen on", "api_host"))
     ] = None,
     port: Annotated[
-        int | None, typer.Option("--port", help="Port [env: AILEDGER_API_PORT]")
+        int | None, typer.Option("--port", help=_env("Port to listen on", "api_port"))
     ] = None,
     database_url: DatabaseUrl = None,
     api_database_url: Annotated[
         str | None,
         typer.Option(
             "--api-database-url",
-            help="Read-only connection [env: AILEDGER_API_DATABASE_URL; "
-            "default: the database as ailedger_reader]",
+            help=_env(
+                "Read-only connection", "api_database_url", "the database, as ailedger_reader"
+            ),
         ),
     ] = None,
     redis_url: RedisUrl = None,

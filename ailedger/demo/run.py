@@ -19,19 +19,16 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import psycopg
 import redis
-from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from ailedger.demo.embedded import EmbeddedServers, servers_answer
+from ailedger.demo.report import DemoSummary, ModelCost, TaskSummary, print_summary
 from ailedger.demo.traffic import Event, generate_jobs
 from ailedger.ops.migrate import migrate
 from ailedger.settings import Settings, hide_password
@@ -52,73 +49,6 @@ POLL_INTERVAL_S = 0.25
 #: makes the same job ids).
 _THIS_RUN = "job_id = ANY(%s::uuid[]) AND created_at >= %s"
 Scope = tuple[list[str], datetime]
-
-
-@dataclass(frozen=True, slots=True)
-class ModelCost:
-    model: str
-    provider: str | None
-    calls: int
-    input_tokens: int
-    output_tokens: int
-    cost: Decimal  # of the priced calls
-    unpriced: int
-
-
-@dataclass(frozen=True, slots=True)
-class TaskSummary:
-    task: str
-    calls: int
-    cost: Decimal
-    unpriced: int
-    fallbacks: int
-    errors: int
-    avg_confidence: Decimal | None
-    p95_latency_ms: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class DemoSummary:
-    """What a demo run did and what its traffic cost, as stored in Postgres."""
-
-    events: int
-    stored: int
-    #: Events the producer could not take (its buffer was full); never sent.
-    dropped: int
-    rejected: int
-    jobs: int
-    #: From the first call logged to the last row committed.
-    seconds: float
-    by_model: tuple[ModelCost, ...]
-    by_task: tuple[TaskSummary, ...]
-    stream: str
-    seed: int
-    embedded: bool
-    servers_start_s: float | None
-
-    @property
-    def complete(self) -> bool:
-        return self.stored == self.events and not (self.dropped or self.rejected)
-
-    @property
-    def events_per_s(self) -> float:
-        return self.stored / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def total_cost(self) -> Decimal:
-        return sum((m.cost for m in self.by_model), Decimal(0))
-
-    @property
-    def unpriced(self) -> int:
-        return sum(m.unpriced for m in self.by_model)
-
-    @property
-    def fallback_rate(self) -> float:
-        return sum(t.fallbacks for t in self.by_task) / self.stored if self.stored else 0.0
-
-    @property
-    def error_rate(self) -> float:
-        return sum(t.errors for t in self.by_task) / self.stored if self.stored else 0.0
 
 
 def embedded_wanted(environ: Mapping[str, str] | None = None) -> bool:
@@ -410,76 +340,3 @@ def _by_task(conn: psycopg.Connection[Any], scope: Scope) -> tuple[TaskSummary, 
         scope,
     ).fetchall()
     return tuple(TaskSummary(*row) for row in rows)
-
-
-def _usd(value: Decimal) -> str:
-    if value == 0:
-        return "$0"
-    places = 2 if value >= 1 else 4 if value >= Decimal("0.01") else 6
-    return f"${value:,.{places}f}"
-
-
-def _tokens(count: int) -> str:
-    if count >= 1_000_000:
-        return f"{count / 1_000_000:.1f}M"
-    return f"{count / 1_000:.0f}k" if count >= 10_000 else f"{count:,}"
-
-
-_MODEL_COLUMNS = ("model", "provider", "calls", "in", "out", "cost", "unpriced")
-_TASK_COLUMNS = ("task", "calls", "cost", "unpriced", "conf.", "fallback", "errors", "p95 ms")
-
-
-def _table(title: str, *columns: str) -> Table:
-    """A compact table whose first columns are names and the others figures."""
-    table = Table(
-        title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False
-    )
-    for name in columns:
-        if name in ("model", "task"):
-            table.add_column(name, overflow="fold")  # long names wrap on narrow terminals
-        elif name == "provider":
-            table.add_column(name)
-        else:
-            table.add_column(name, justify="right", no_wrap=True)
-    return table
-
-
-def print_summary(summary: DemoSummary, console: Console) -> None:
-    """The cost tables and the headline figures of a demo run."""
-    models = _table("Cost by model (tokens in, out)", *_MODEL_COLUMNS)
-    for m in summary.by_model:
-        models.add_row(
-            m.model,
-            m.provider or "",
-            f"{m.calls:,}",
-            _tokens(m.input_tokens),
-            _tokens(m.output_tokens),
-            _usd(m.cost) if m.unpriced < m.calls else "—",
-            f"{m.unpriced:,}" if m.unpriced else "",
-        )
-    tasks = _table("By task", *_TASK_COLUMNS)
-    for t in summary.by_task:
-        tasks.add_row(
-            t.task,
-            f"{t.calls:,}",
-            _usd(t.cost) if t.unpriced < t.calls else "—",
-            f"{t.unpriced:,}" if t.unpriced else "",
-            "" if t.avg_confidence is None else f"{t.avg_confidence}",
-            f"{t.fallbacks / t.calls:.1%}",
-            f"{t.errors / t.calls:.1%}",
-            "" if t.p95_latency_ms is None else f"{t.p95_latency_ms:,}",
-        )
-    console.print(models)
-    console.print(tasks)
-    status = "[green]all stored[/]" if summary.complete else "[red]INCOMPLETE[/]"
-    rejected = f" · [red]{summary.rejected:,} rejected[/]" if summary.rejected else ""
-    console.print(
-        f"[bold]{summary.stored:,}[/] of {summary.events:,} calls stored ({status}) from "
-        f"{summary.jobs:,} PDF jobs · total [bold]{_usd(summary.total_cost)}[/]"
-        f" + {summary.unpriced:,} unpriced calls (cost NULL, not $0) · "
-        f"fallback {summary.fallback_rate:.1%} · errors {summary.error_rate:.1%}{rejected}"
-    )
-    console.print(
-        f"end to end (first call logged → last row committed): {summary.seconds:.1f}s, "
-        f"[bold]{summary.events_per_s:,.0f} events/s[/]"
-    )

@@ -11,6 +11,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import structlog
@@ -84,8 +85,19 @@ def ensure_database(database_url: str) -> bool:
     return True
 
 
-def migrate(database_url: str, folder: Path | None = None) -> list[str]:
-    """Apply pending migrations; returns the names applied by this call."""
+def migrate(
+    database_url: str,
+    folder: Path | None = None,
+    *,
+    reader_password: str | None = None,
+    reader_role: str = "ailedger_reader",
+) -> list[str]:
+    """Apply pending migrations; returns the names applied by this call.
+
+    With ``reader_password``, also sets the password the read-only role (which
+    sql/005_reader_role.sql creates) logs in with, on every run, so changing the
+    secret and running `migrate` again rotates it.
+    """
     migrations = load_migrations(folder)
     ensure_database(database_url)
     applied_now: list[str] = []
@@ -125,6 +137,28 @@ def migrate(database_url: str, folder: Path | None = None) -> list[str]:
                     ) from None
                 applied_now.append(migration.name)
                 log.info("migration applied", migration=migration.name)
+            if reader_password:
+                set_password(conn, reader_role, reader_password)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return applied_now
+
+
+def set_password(conn: psycopg.Connection[Any], role: str, password: str) -> None:
+    """``ALTER ROLE role PASSWORD …`` with a SCRAM verifier made here, never the password.
+
+    The verifier is computed by libpq on this side, so the password itself appears in
+    no statement Postgres could log; the verifier is quoted as a literal, never pasted.
+    """
+    verifier = conn.pgconn.encrypt_password(password.encode(), role.encode()).decode()
+    try:
+        conn.execute(
+            sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(verifier))
+        )
+    except psycopg.Error as exc:
+        raise MigrationError(
+            f"could not set the password of {role}: {str(exc).splitlines()[0]}; run `ailedger "
+            "migrate` as a role that may alter it (its creator or a superuser), or set it once "
+            f"as an administrator: ALTER ROLE {role} PASSWORD '…'"
+        ) from None
+    log.info("reader password set", role=role)

@@ -1,7 +1,9 @@
 """Re-pricing stored calls after prices change: fill unpriced costs, correct wrong ones.
 
 Runs in the background as an RQ job on the maintenance queue (``ailedger reprice``
-enqueues, ``ailedger jobs`` works the queue), or inline with ``--now``. Costs the
+enqueues, ``ailedger jobs`` works the queue), or inline with ``--now``. A queued job
+carries only its filters: the jobs worker reprices the database of its own settings
+(``AILEDGER_DATABASE_URL``), so no database URL, and no password, is ever put in Redis. Costs the
 service reported itself are never touched. Rows are walked in id order, a chunk
 per transaction, so a long run holds no long locks and can be stopped and rerun.
 """
@@ -18,6 +20,7 @@ import psycopg
 import structlog
 
 from worker.pricing import PriceBook, load_overrides
+from worker.settings import WorkerSettings
 
 log = structlog.get_logger("ailedger.reprice")
 
@@ -120,13 +123,23 @@ def _apply(conn: psycopg.Connection[Any], changes: Sequence[tuple[Any, Any, str]
         )
 
 
-def enqueue_reprice(redis_url: str, database_url: str, **filters: Any) -> str:
-    """Queue a reprice on the maintenance queue; returns the RQ job id."""
+def enqueue_reprice(settings: WorkerSettings, **filters: Any) -> str:
+    """Queue a reprice on the deployment's maintenance queue; returns the RQ job id.
+
+    Only the filters go into the job: the jobs worker brings the database itself.
+    """
     from rq import Queue
 
     from producer.connection import connect
-    from producer.constants import MAINTENANCE_QUEUE
+    from producer.constants import maintenance_queue
 
-    queue = Queue(MAINTENANCE_QUEUE, connection=connect(redis_url))
-    job = queue.enqueue(reprice, database_url, job_timeout=6 * 3600, **filters)
+    queue = Queue(maintenance_queue(settings.stream), connection=connect(settings.redis_url))
+    job = queue.enqueue(reprice_queued, job_timeout=6 * 3600, **filters)
     return str(job.id)
+
+
+def reprice_queued(**filters: Any) -> RepriceResult:
+    """The queued job: :func:`reprice` on the database of the jobs worker's own settings."""
+    from ailedger.settings import Settings
+
+    return reprice(Settings().database_url, **filters)

@@ -1,6 +1,6 @@
 """Periodic maintenance on RQ: its CronScheduler enqueues, `ailedger jobs` workers run.
 
-Registered on the maintenance queue (``MAINTENANCE_QUEUE``):
+Registered on the stream's maintenance queue (``maintenance_queue(stream)``):
 
 - :func:`evaluate_job` every ``alert_every_s`` (60 s): every budget and rule once,
   then the outbox;
@@ -79,9 +79,10 @@ def build_scheduler(connection: Any, settings: Settings) -> Any:
     """RQ's CronScheduler with ailedger's periodic jobs registered."""
     from rq.cron import CronScheduler
 
-    from producer.constants import MAINTENANCE_QUEUE
+    from producer.constants import maintenance_queue
 
     scheduler = CronScheduler(connection=connection, name=f"ailedger:{settings.stream}")
+    queue = maintenance_queue(settings.stream)
     flags = job_flags(settings)
     for func, every, timeout in (
         (evaluate_job, settings.alert_every_s, 300),
@@ -89,7 +90,7 @@ def build_scheduler(connection: Any, settings: Settings) -> Any:
         (retention_job, DAY_S, 6 * 3600),
     ):
         scheduler.register(
-            func, MAINTENANCE_QUEUE, kwargs=flags, interval=every, job_timeout=timeout,
+            func, queue, kwargs=flags, interval=every, job_timeout=timeout,
             # A job not started within its interval is stale: the next one replaces it.
             ttl=max(every, 60),
         )  # fmt: skip
