@@ -16,13 +16,22 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(BIN)/ailedger demo
 
-test: $(VENV)/.installed
-	$(BIN)/pytest -q
+# The TypeScript producer's own tests, under Node and under Deno.
+TS_PRODUCER := producer-ts
+$(TS_PRODUCER)/node_modules/.installed: $(TS_PRODUCER)/package-lock.json
+	cd $(TS_PRODUCER) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
-lint: $(VENV)/.installed
+test: $(VENV)/.installed $(TS_PRODUCER)/node_modules/.installed
+	$(BIN)/pytest -q
+	cd $(TS_PRODUCER) && AILEDGER_PYTHON=$(abspath $(BIN))/python npm test --silent
+	cd $(TS_PRODUCER) && AILEDGER_PYTHON=$(abspath $(BIN))/python npm run --silent test:deno
+
+lint: $(VENV)/.installed $(TS_PRODUCER)/node_modules/.installed
 	$(BIN)/ruff check producer worker ailedger tests bench
 	$(BIN)/ruff format --check producer worker ailedger tests bench
 	$(BIN)/mypy
+	cd $(TS_PRODUCER) && npm run --silent typecheck
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench

@@ -49,9 +49,13 @@ test("the Python worker accepts the entries this producer writes", async () => {
     repo = dirname(repo);
   }
   const env = { ...process.env, PYTHONPATH: repo };
-  const probe = spawnSync("python3", ["-c", CHECK.split("from worker.event")[0] + "import worker.event"], { env, encoding: "utf8" });
+  // `make test` names the project's Python (AILEDGER_PYTHON): there the check must run.
+  const python = process.env.AILEDGER_PYTHON ?? "python3";
+  const probe = spawnSync(python, ["-c", CHECK.split("from worker.event")[0] + "import worker.event"], { env, encoding: "utf8" });
   if (probe.status !== 0) {
-    console.log(`skipped: the worker's Python dependencies are not importable here (${probe.stderr.trim().split("\n").pop()})`);
+    const why = probe.stderr?.trim().split("\n").pop() ?? String(probe.error);
+    if (process.env.AILEDGER_PYTHON) throw new Error(`${python} cannot import the worker: ${why}`);
+    console.log(`skipped: the worker's Python dependencies are not importable here (${why})`);
     return;
   }
   const stream = `ailedger:test:ts:${crypto.randomUUID()}`;
@@ -79,7 +83,7 @@ test("the Python worker accepts the entries this producer writes", async () => {
     }
     // Exactly the entry's fields, as XREADGROUP hands them to the worker.
     const input = JSON.stringify(entries.map(([, f]) => Object.fromEntries([[f[0], f[1]], [f[2], f[3]]])));
-    const result = spawnSync("python3", ["-c", CHECK], { env, encoding: "utf8", input });
+    const result = spawnSync(python, ["-c", CHECK], { env, encoding: "utf8", input });
     equal(result.status, 0, result.stderr);
     const parsed = JSON.parse(result.stdout) as Array<Record<string, unknown>>;
     equal(parsed.length, 2);
