@@ -58,7 +58,9 @@ def events(draw: st.DrawFn) -> dict[str, Any]:
         "timestamp": draw(
             st.datetimes(datetime(2020, 1, 1), datetime(2026, 1, 1), timezones=st.just(UTC))
         ),
-        "task": draw(text),
+        # A task that is blank once NULs are cleaned is refused by both paths alike (the
+        # producer's is dead-lettered): tested in test_ingest.py, not a row to compare here.
+        "task": draw(text.filter(lambda t: t.replace("\x00", "").strip())),
         "model": draw(st.sampled_from(MODELS)),
     }
     for name in draw(st.sets(st.sampled_from(sorted(optional)))):
