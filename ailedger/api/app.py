@@ -29,7 +29,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ailedger.api import costs, dashboard, jobs, live, rollups, whatif
+from ailedger.api import costs, dashboard, images, jobs, live, rollups, whatif
 from ailedger.api import models as m
 from ailedger.ops.status import queue_status
 from ailedger.settings import Settings
@@ -248,7 +248,7 @@ def create_app(settings: Settings) -> FastAPI:
         with backends.pool().connection() as conn:
             return costs.image_costs(conn, image_id)
 
-    for reads in (jobs.router, live.router, whatif.router):
+    for reads in (images.router, jobs.router, live.router, whatif.router):
         app.include_router(reads, dependencies=[Depends(admin)])
     dashboard.mount(app)
     return app

@@ -1,4 +1,4 @@
-var ne, h, Ae, T, be, Ue, De, ae, W, z, Pe, _e, le, se, X = {}, Y = [], Ve = /acit|ex(?:s|g|n|p|$)|rph|grid|ows|mnc|ntw|ine[ch]|zoo|^ord|itera/i, re = Array.isArray;
+var ne, h, Ae, T, be, De, Ue, ae, W, z, Pe, _e, le, se, X = {}, Y = [], Ve = /acit|ex(?:s|g|n|p|$)|rph|grid|ows|mnc|ntw|ine[ch]|zoo|^ord|itera/i, re = Array.isArray;
 function j(t, e) {
   for (var n in e) t[n] = e[n];
   return t;
@@ -7,14 +7,14 @@ function ue(t) {
   t && t.parentNode && t.parentNode.removeChild(t);
 }
 function Ge(t, e, n) {
-  var o, i, a, l = {};
-  for (a in e) a == "key" ? o = e[a] : a == "ref" ? i = e[a] : l[a] = e[a];
-  if (arguments.length > 2 && (l.children = arguments.length > 3 ? ne.call(arguments, 2) : n), typeof t == "function" && t.defaultProps != null) for (a in t.defaultProps) l[a] === void 0 && (l[a] = t.defaultProps[a]);
-  return q(t, l, o, i, null);
+  var a, i, o, l = {};
+  for (o in e) o == "key" ? a = e[o] : o == "ref" ? i = e[o] : l[o] = e[o];
+  if (arguments.length > 2 && (l.children = arguments.length > 3 ? ne.call(arguments, 2) : n), typeof t == "function" && t.defaultProps != null) for (o in t.defaultProps) l[o] === void 0 && (l[o] = t.defaultProps[o]);
+  return q(t, l, a, i, null);
 }
-function q(t, e, n, o, i) {
-  var a = { type: t, props: e, key: n, ref: o, __k: null, __: null, __b: 0, __e: null, __c: null, constructor: void 0, __v: i ?? ++Ae, __i: -1, __u: 0 };
-  return i == null && h.vnode != null && h.vnode(a), a;
+function q(t, e, n, a, i) {
+  var o = { type: t, props: e, key: n, ref: a, __k: null, __: null, __b: 0, __e: null, __c: null, constructor: void 0, __v: i ?? ++Ae, __i: -1, __u: 0 };
+  return i == null && h.vnode != null && h.vnode(o), o;
 }
 function M(t) {
   return t.children;
@@ -22,15 +22,15 @@ function M(t) {
 function J(t, e) {
   this.props = t, this.context = e;
 }
-function U(t, e) {
-  if (e == null) return t.__ ? U(t.__, t.__i + 1) : null;
+function D(t, e) {
+  if (e == null) return t.__ ? D(t.__, t.__i + 1) : null;
   for (var n; e < t.__k.length; e++) if ((n = t.__k[e]) != null && n.__e != null) return n.__e;
-  return typeof t.type == "function" ? U(t) : null;
+  return typeof t.type == "function" ? D(t) : null;
 }
 function Qe(t) {
   if (t.__P && t.__d) {
-    var e = t.__v, n = e.__e, o = [], i = [], a = j({}, e);
-    a.__v = e.__v + 1, h.vnode && h.vnode(a), pe(t.__P, a, e, t.__n, t.__P.namespaceURI, 32 & e.__u ? [n] : null, o, n ?? U(e), !!(32 & e.__u), i), a.__v = e.__v, a.__.__k[a.__i] = a, Me(o, a, i), e.__e = e.__ = null, a.__e != n && Fe(a);
+    var e = t.__v, n = e.__e, a = [], i = [], o = j({}, e);
+    o.__v = e.__v + 1, h.vnode && h.vnode(o), pe(t.__P, o, e, t.__n, t.__P.namespaceURI, 32 & e.__u ? [n] : null, a, n ?? D(e), !!(32 & e.__u), i), o.__v = e.__v, o.__.__k[o.__i] = o, Me(a, o, i), e.__e = e.__ = null, o.__e != n && Fe(o);
   }
 }
 function Fe(t) {
@@ -39,57 +39,57 @@ function Fe(t) {
   }), Fe(t);
 }
 function ve(t) {
-  (!t.__d && (t.__d = !0) && T.push(t) && !Z.__r++ || be != h.debounceRendering) && ((be = h.debounceRendering) || Ue)(Z);
+  (!t.__d && (t.__d = !0) && T.push(t) && !Z.__r++ || be != h.debounceRendering) && ((be = h.debounceRendering) || De)(Z);
 }
 function Z() {
   try {
-    for (var t, e = 1; T.length; ) T.length > e && T.sort(De), t = T.shift(), e = T.length, Qe(t);
+    for (var t, e = 1; T.length; ) T.length > e && T.sort(Ue), t = T.shift(), e = T.length, Qe(t);
   } finally {
     T.length = Z.__r = 0;
   }
 }
-function ze(t, e, n, o, i, a, l, s, u, c, d) {
-  var f, r, p, g, w, x, b = o && o.__k || Y, m = e.length;
-  for (u = Xe(n, e, b, u, m), f = 0; f < m; f++) (p = n.__k[f]) != null && (r = p.__i != -1 && b[p.__i] || X, p.__i = f, x = pe(t, p, r, i, a, l, s, u, c, d), g = p.__e, p.ref && r.ref != p.ref && (r.ref && fe(r.ref, null, p), d.push(p.ref, p.__c || g, p)), w == null && g != null && (w = g), 4 & p.__u ? (u = He(p, u, t), r.__e && (r.__e = null)) : typeof p.type == "function" && x !== void 0 ? u = x : g && (u = g.nextSibling), p.__u &= -7);
+function ze(t, e, n, a, i, o, l, d, u, s, c) {
+  var f, r, p, g, w, x, b = a && a.__k || Y, m = e.length;
+  for (u = Xe(n, e, b, u, m), f = 0; f < m; f++) (p = n.__k[f]) != null && (r = p.__i != -1 && b[p.__i] || X, p.__i = f, x = pe(t, p, r, i, o, l, d, u, s, c), g = p.__e, p.ref && r.ref != p.ref && (r.ref && fe(r.ref, null, p), c.push(p.ref, p.__c || g, p)), w == null && g != null && (w = g), 4 & p.__u ? (u = He(p, u, t), r.__e && (r.__e = null)) : typeof p.type == "function" && x !== void 0 ? u = x : g && (u = g.nextSibling), p.__u &= -7);
   return n.__e = w, u;
 }
-function Xe(t, e, n, o, i) {
-  var a, l, s, u, c, d = n.length, f = d, r = 0;
-  for (t.__k = new Array(i), a = 0; a < i; a++) (l = e[a]) != null && typeof l != "boolean" && typeof l != "function" ? (typeof l == "string" || typeof l == "number" || typeof l == "bigint" || l.constructor == String ? l = t.__k[a] = q(null, l, null, null, null) : re(l) ? l = t.__k[a] = q(M, { children: l }, null, null, null) : l.constructor === void 0 && l.__b > 0 ? l = t.__k[a] = q(l.type, l.props, l.key, l.ref ? l.ref : null, l.__v) : t.__k[a] = l, u = a + r, l.__ = t, l.__b = t.__b + 1, s = null, (c = l.__i = Ye(l, n, u, f)) != -1 && (f--, (s = n[c]) && (s.__u |= 2)), s == null || s.__v == null ? (c == -1 && (i > d ? r-- : i < d && r++), typeof l.type != "function" && (l.__u |= 4)) : c != u && (c == u - 1 ? r-- : c == u + 1 ? r++ : (c > u ? r-- : r++, l.__u |= 4))) : t.__k[a] = null;
-  if (f) for (a = 0; a < d; a++) (s = n[a]) != null && (2 & s.__u) == 0 && (s.__e == o && (o = U(s)), Re(s, s));
-  return o;
+function Xe(t, e, n, a, i) {
+  var o, l, d, u, s, c = n.length, f = c, r = 0;
+  for (t.__k = new Array(i), o = 0; o < i; o++) (l = e[o]) != null && typeof l != "boolean" && typeof l != "function" ? (typeof l == "string" || typeof l == "number" || typeof l == "bigint" || l.constructor == String ? l = t.__k[o] = q(null, l, null, null, null) : re(l) ? l = t.__k[o] = q(M, { children: l }, null, null, null) : l.constructor === void 0 && l.__b > 0 ? l = t.__k[o] = q(l.type, l.props, l.key, l.ref ? l.ref : null, l.__v) : t.__k[o] = l, u = o + r, l.__ = t, l.__b = t.__b + 1, d = null, (s = l.__i = Ye(l, n, u, f)) != -1 && (f--, (d = n[s]) && (d.__u |= 2)), d == null || d.__v == null ? (s == -1 && (i > c ? r-- : i < c && r++), typeof l.type != "function" && (l.__u |= 4)) : s != u && (s == u - 1 ? r-- : s == u + 1 ? r++ : (s > u ? r-- : r++, l.__u |= 4))) : t.__k[o] = null;
+  if (f) for (o = 0; o < c; o++) (d = n[o]) != null && (2 & d.__u) == 0 && (d.__e == a && (a = D(d)), Re(d, d));
+  return a;
 }
 function He(t, e, n) {
-  var o, i;
+  var a, i;
   if (typeof t.type == "function") {
-    for (o = t.__k, i = 0; o && i < o.length; i++) o[i] && (o[i].__ = t, e = He(o[i], e, n));
+    for (a = t.__k, i = 0; a && i < a.length; i++) a[i] && (a[i].__ = t, e = He(a[i], e, n));
     return e;
   }
-  t.__e != e && (e && t.type && !e.parentNode && (e = U(t)), e = n.insertBefore(t.__e, e || null));
+  t.__e != e && (e && t.type && !e.parentNode && (e = D(t)), e = n.insertBefore(t.__e, e || null));
   do
     e = e && e.nextSibling;
   while (e != null && e.nodeType == 8);
   return e;
 }
-function Ye(t, e, n, o) {
-  var i, a, l, s = t.key, u = t.type, c = e[n], d = c != null && (2 & c.__u) == 0;
-  if (c === null && s == null || d && s == c.key && u == c.type) return n;
-  if (o > (d ? 1 : 0)) {
-    for (i = n - 1, a = n + 1; i >= 0 || a < e.length; ) if ((c = e[l = i >= 0 ? i-- : a++]) != null && (2 & c.__u) == 0 && s == c.key && u == c.type) return l;
+function Ye(t, e, n, a) {
+  var i, o, l, d = t.key, u = t.type, s = e[n], c = s != null && (2 & s.__u) == 0;
+  if (s === null && d == null || c && d == s.key && u == s.type) return n;
+  if (a > (c ? 1 : 0)) {
+    for (i = n - 1, o = n + 1; i >= 0 || o < e.length; ) if ((s = e[l = i >= 0 ? i-- : o++]) != null && (2 & s.__u) == 0 && d == s.key && u == s.type) return l;
   }
   return -1;
 }
 function xe(t, e, n) {
   e[0] == "-" ? t.setProperty(e, n ?? "") : t[e] = n == null ? "" : typeof n != "number" || Ve.test(e) ? n : n + "px";
 }
-function O(t, e, n, o, i) {
-  var a, l;
+function O(t, e, n, a, i) {
+  var o, l;
   e: if (e == "style") if (typeof n == "string") t.style.cssText = n;
   else {
-    if (typeof o == "string" && (t.style.cssText = o = ""), o) for (e in o) n && e in n || xe(t.style, e, "");
-    if (n) for (e in n) o && n[e] == o[e] || xe(t.style, e, n[e]);
+    if (typeof a == "string" && (t.style.cssText = a = ""), a) for (e in a) n && e in n || xe(t.style, e, "");
+    if (n) for (e in n) a && n[e] == a[e] || xe(t.style, e, n[e]);
   }
-  else if (e[0] == "o" && e[1] == "n") a = e != (e = e.replace(Pe, "$1")), l = e.toLowerCase(), e = l in t || e == "onFocusOut" || e == "onFocusIn" ? l.slice(2) : e.slice(2), t.l || (t.l = {}), t.l[e + a] = n, n ? o ? n[z] = o[z] : (n[z] = _e, t.addEventListener(e, a ? se : le, a)) : t.removeEventListener(e, a ? se : le, a);
+  else if (e[0] == "o" && e[1] == "n") o = e != (e = e.replace(Pe, "$1")), l = e.toLowerCase(), e = l in t || e == "onFocusOut" || e == "onFocusIn" ? l.slice(2) : e.slice(2), t.l || (t.l = {}), t.l[e + o] = n, n ? a ? n[z] = a[z] : (n[z] = _e, t.addEventListener(e, o ? se : le, o)) : t.removeEventListener(e, o ? se : le, o);
   else {
     if (i == "http://www.w3.org/2000/svg") e = e.replace(/xlink(H|:h)/, "h").replace(/sName$/, "s");
     else if (e != "width" && e != "height" && e != "href" && e != "list" && e != "form" && e != "tabIndex" && e != "download" && e != "rowSpan" && e != "colSpan" && e != "role" && e != "popover" && e in t) try {
@@ -110,118 +110,118 @@ function ye(t) {
     }
   };
 }
-function pe(t, e, n, o, i, a, l, s, u, c) {
-  var d, f, r, p, g, w, x, b, m, $, P, A, F, ge, R, oe, S = e.type;
+function pe(t, e, n, a, i, o, l, d, u, s) {
+  var c, f, r, p, g, w, x, b, m, S, P, A, F, ge, R, oe, $ = e.type;
   if (e.constructor !== void 0) return null;
-  128 & n.__u && (u = !!(32 & n.__u), a = [s = e.__e = n.__e]), (d = h.__b) && d(e);
-  e: if (typeof S == "function") {
+  128 & n.__u && (u = !!(32 & n.__u), o = [d = e.__e = n.__e]), (c = h.__b) && c(e);
+  e: if (typeof $ == "function") {
     f = l.length;
     try {
-      if (m = e.props, $ = S.prototype && S.prototype.render, P = (d = S.contextType) && o[d.__c], A = d ? P ? P.props.value : d.__ : o, n.__c ? b = (r = e.__c = n.__c).__ = r.__E : ($ ? e.__c = r = new S(m, A) : (e.__c = r = new J(m, A), r.constructor = S, r.render = et), P && P.sub(r), r.state || (r.state = {}), r.__n = o, p = r.__d = !0, r.__h = [], r._sb = []), $ && r.__s == null && (r.__s = r.state), $ && S.getDerivedStateFromProps != null && (r.__s == r.state && (r.__s = j({}, r.__s)), j(r.__s, S.getDerivedStateFromProps(m, r.__s))), g = r.props, w = r.state, r.__v = e, p) $ && S.getDerivedStateFromProps == null && r.componentWillMount != null && r.componentWillMount(), $ && r.componentDidMount != null && r.__h.push(r.componentDidMount);
+      if (m = e.props, S = $.prototype && $.prototype.render, P = (c = $.contextType) && a[c.__c], A = c ? P ? P.props.value : c.__ : a, n.__c ? b = (r = e.__c = n.__c).__ = r.__E : (S ? e.__c = r = new $(m, A) : (e.__c = r = new J(m, A), r.constructor = $, r.render = et), P && P.sub(r), r.state || (r.state = {}), r.__n = a, p = r.__d = !0, r.__h = [], r._sb = []), S && r.__s == null && (r.__s = r.state), S && $.getDerivedStateFromProps != null && (r.__s == r.state && (r.__s = j({}, r.__s)), j(r.__s, $.getDerivedStateFromProps(m, r.__s))), g = r.props, w = r.state, r.__v = e, p) S && $.getDerivedStateFromProps == null && r.componentWillMount != null && r.componentWillMount(), S && r.componentDidMount != null && r.__h.push(r.componentDidMount);
       else {
-        if ($ && S.getDerivedStateFromProps == null && m !== g && r.componentWillReceiveProps != null && r.componentWillReceiveProps(m, A), e.__v == n.__v || !r.__e && r.shouldComponentUpdate != null && r.shouldComponentUpdate(m, r.__s, A) === !1) {
-          e.__v != n.__v && (r.props = m, r.state = r.__s, r.__d = !1), e.__e = n.__e, e.__k = n.__k, e.__k.some(function(D) {
-            D && (D.__ = e);
-          }), Y.push.apply(r.__h, r._sb), r._sb = [], r.__h.length && l.push(r), s = U(n);
+        if (S && $.getDerivedStateFromProps == null && m !== g && r.componentWillReceiveProps != null && r.componentWillReceiveProps(m, A), e.__v == n.__v || !r.__e && r.shouldComponentUpdate != null && r.shouldComponentUpdate(m, r.__s, A) === !1) {
+          e.__v != n.__v && (r.props = m, r.state = r.__s, r.__d = !1), e.__e = n.__e, e.__k = n.__k, e.__k.some(function(U) {
+            U && (U.__ = e);
+          }), Y.push.apply(r.__h, r._sb), r._sb = [], r.__h.length && l.push(r), d = D(n);
           break e;
         }
-        r.componentWillUpdate != null && r.componentWillUpdate(m, r.__s, A), $ && r.componentDidUpdate != null && r.__h.push(function() {
+        r.componentWillUpdate != null && r.componentWillUpdate(m, r.__s, A), S && r.componentDidUpdate != null && r.__h.push(function() {
           r.componentDidUpdate(g, w, x);
         });
       }
-      if (r.context = A, r.props = m, r.__P = t, r.__e = !1, F = h.__r, ge = 0, $) r.state = r.__s, r.__d = !1, F && F(e), d = r.render(r.props, r.state, r.context), Y.push.apply(r.__h, r._sb), r._sb = [];
+      if (r.context = A, r.props = m, r.__P = t, r.__e = !1, F = h.__r, ge = 0, S) r.state = r.__s, r.__d = !1, F && F(e), c = r.render(r.props, r.state, r.context), Y.push.apply(r.__h, r._sb), r._sb = [];
       else do
-        r.__d = !1, F && F(e), d = r.render(r.props, r.state, r.context), r.state = r.__s;
+        r.__d = !1, F && F(e), c = r.render(r.props, r.state, r.context), r.state = r.__s;
       while (r.__d && ++ge < 25);
-      r.state = r.__s, r.getChildContext != null && (o = j(j({}, o), r.getChildContext())), $ && !p && r.getSnapshotBeforeUpdate != null && (x = r.getSnapshotBeforeUpdate(g, w)), R = d != null && d.type === M && d.key == null ? Le(d.props.children) : d, s = ze(t, re(R) ? R : [R], e, n, o, i, a, l, s, u, c), r.base = e.__e, e.__u &= -161, r.__h.length && l.push(r), b && (r.__E = r.__ = null);
-    } catch (D) {
-      if (l.length = f, e.__v = null, u || a != null) {
-        if (D.then) {
-          for (e.__u |= u ? 160 : 128; s && s.nodeType == 8 && s.nextSibling; ) s = s.nextSibling;
-          a != null && (a[a.indexOf(s)] = null), e.__e = s;
-        } else if (a != null) for (oe = a.length; oe--; ) ue(a[oe]);
+      r.state = r.__s, r.getChildContext != null && (a = j(j({}, a), r.getChildContext())), S && !p && r.getSnapshotBeforeUpdate != null && (x = r.getSnapshotBeforeUpdate(g, w)), R = c != null && c.type === M && c.key == null ? Le(c.props.children) : c, d = ze(t, re(R) ? R : [R], e, n, a, i, o, l, d, u, s), r.base = e.__e, e.__u &= -161, r.__h.length && l.push(r), b && (r.__E = r.__ = null);
+    } catch (U) {
+      if (l.length = f, e.__v = null, u || o != null) {
+        if (U.then) {
+          for (e.__u |= u ? 160 : 128; d && d.nodeType == 8 && d.nextSibling; ) d = d.nextSibling;
+          o != null && (o[o.indexOf(d)] = null), e.__e = d;
+        } else if (o != null) for (oe = o.length; oe--; ) ue(o[oe]);
       } else e.__e = n.__e;
-      e.__k == null && (e.__k = n.__k || []), D.then || Ee(e), h.__e(D, e, n);
+      e.__k == null && (e.__k = n.__k || []), U.then || Ee(e), h.__e(U, e, n);
     }
-  } else a == null && e.__v == n.__v ? (e.__k = n.__k, e.__e = n.__e) : s = e.__e = Ze(n.__e, e, n, o, i, a, l, u, c);
-  return (d = h.diffed) && d(e), 128 & e.__u ? void 0 : s;
+  } else o == null && e.__v == n.__v ? (e.__k = n.__k, e.__e = n.__e) : d = e.__e = Ze(n.__e, e, n, a, i, o, l, u, s);
+  return (c = h.diffed) && c(e), 128 & e.__u ? void 0 : d;
 }
 function Ee(t) {
   t && (t.__c && (t.__c.__e = !0), t.__k && t.__k.some(Ee));
 }
 function Me(t, e, n) {
-  for (var o = 0; o < n.length; o++) fe(n[o], n[++o], n[++o]);
+  for (var a = 0; a < n.length; a++) fe(n[a], n[++a], n[++a]);
   h.__c && h.__c(e, t), t.some(function(i) {
     try {
-      t = i.__h, i.__h = [], t.some(function(a) {
-        a.call(i);
+      t = i.__h, i.__h = [], t.some(function(o) {
+        o.call(i);
       });
-    } catch (a) {
-      h.__e(a, i.__v);
+    } catch (o) {
+      h.__e(o, i.__v);
     }
   });
 }
 function Le(t) {
   return typeof t != "object" || t == null || t.__b > 0 ? t : re(t) ? t.map(Le) : t.constructor !== void 0 ? null : j({}, t);
 }
-function Ze(t, e, n, o, i, a, l, s, u) {
-  var c, d, f, r, p, g, w, x = n.props || X, b = e.props, m = e.type;
-  if (m == "svg" ? i = "http://www.w3.org/2000/svg" : m == "math" ? i = "http://www.w3.org/1998/Math/MathML" : i || (i = "http://www.w3.org/1999/xhtml"), a != null) {
-    for (c = 0; c < a.length; c++) if ((p = a[c]) && "setAttribute" in p == !!m && (m ? p.localName == m : p.nodeType == 3)) {
-      t = p, a[c] = null;
+function Ze(t, e, n, a, i, o, l, d, u) {
+  var s, c, f, r, p, g, w, x = n.props || X, b = e.props, m = e.type;
+  if (m == "svg" ? i = "http://www.w3.org/2000/svg" : m == "math" ? i = "http://www.w3.org/1998/Math/MathML" : i || (i = "http://www.w3.org/1999/xhtml"), o != null) {
+    for (s = 0; s < o.length; s++) if ((p = o[s]) && "setAttribute" in p == !!m && (m ? p.localName == m : p.nodeType == 3)) {
+      t = p, o[s] = null;
       break;
     }
   }
   if (t == null) {
     if (m == null) return document.createTextNode(b);
-    t = document.createElementNS(i, m, b.is && b), s && (h.__m && h.__m(e, a), s = !1), a = null;
+    t = document.createElementNS(i, m, b.is && b), d && (h.__m && h.__m(e, o), d = !1), o = null;
   }
-  if (m == null) x === b || s && t.data == b || (t.data = b);
+  if (m == null) x === b || d && t.data == b || (t.data = b);
   else {
-    if (a = m == "textarea" && b.defaultValue != null ? null : a && ne.call(t.childNodes), !s && a != null) for (x = {}, c = 0; c < t.attributes.length; c++) x[(p = t.attributes[c]).name] = p.value;
-    for (c in x) p = x[c], c == "dangerouslySetInnerHTML" ? f = p : c == "children" || c in b || c == "value" && "defaultValue" in b || c == "checked" && "defaultChecked" in b || O(t, c, null, p, i);
-    for (c in b) p = b[c], c == "children" ? r = p : c == "dangerouslySetInnerHTML" ? d = p : c == "value" ? g = p : c == "checked" ? w = p : s && typeof p != "function" || x[c] === p || O(t, c, p, x[c], i);
-    if (d) s || f && (d.__html == f.__html || d.__html == t.innerHTML) || (t.innerHTML = d.__html), e.__k = [];
-    else if (f && (t.innerHTML = ""), ze(e.type == "template" ? t.content : t, re(r) ? r : [r], e, n, o, m == "foreignObject" ? "http://www.w3.org/1999/xhtml" : i, a, l, a ? a[0] : n.__k && U(n, 0), s, u), a != null) for (c = a.length; c--; ) ue(a[c]);
-    s && m != "textarea" || (c = "value", m == "progress" && g == null ? t.removeAttribute("value") : g != null && (g !== t[c] || m == "progress" && !g || m == "option" && g != x[c]) && O(t, c, g, x[c], i), c = "checked", w != null && w != t[c] && O(t, c, w, x[c], i));
+    if (o = m == "textarea" && b.defaultValue != null ? null : o && ne.call(t.childNodes), !d && o != null) for (x = {}, s = 0; s < t.attributes.length; s++) x[(p = t.attributes[s]).name] = p.value;
+    for (s in x) p = x[s], s == "dangerouslySetInnerHTML" ? f = p : s == "children" || s in b || s == "value" && "defaultValue" in b || s == "checked" && "defaultChecked" in b || O(t, s, null, p, i);
+    for (s in b) p = b[s], s == "children" ? r = p : s == "dangerouslySetInnerHTML" ? c = p : s == "value" ? g = p : s == "checked" ? w = p : d && typeof p != "function" || x[s] === p || O(t, s, p, x[s], i);
+    if (c) d || f && (c.__html == f.__html || c.__html == t.innerHTML) || (t.innerHTML = c.__html), e.__k = [];
+    else if (f && (t.innerHTML = ""), ze(e.type == "template" ? t.content : t, re(r) ? r : [r], e, n, a, m == "foreignObject" ? "http://www.w3.org/1999/xhtml" : i, o, l, o ? o[0] : n.__k && D(n, 0), d, u), o != null) for (s = o.length; s--; ) ue(o[s]);
+    d && m != "textarea" || (s = "value", m == "progress" && g == null ? t.removeAttribute("value") : g != null && (g !== t[s] || m == "progress" && !g || m == "option" && g != x[s]) && O(t, s, g, x[s], i), s = "checked", w != null && w != t[s] && O(t, s, w, x[s], i));
   }
   return t;
 }
 function fe(t, e, n) {
   try {
     if (typeof t == "function") {
-      var o = typeof t.__u == "function";
-      o && t.__u(), o && e == null || (t.__u = t(e));
+      var a = typeof t.__u == "function";
+      a && t.__u(), a && e == null || (t.__u = t(e));
     } else t.current = e;
   } catch (i) {
     h.__e(i, n);
   }
 }
 function Re(t, e, n) {
-  var o, i;
-  if (h.unmount && h.unmount(t), (o = t.ref) && (o.current && o.current != t.__e || fe(o, null, e)), (o = t.__c) != null) {
-    if (o.componentWillUnmount) try {
-      o.componentWillUnmount();
-    } catch (a) {
-      h.__e(a, e);
+  var a, i;
+  if (h.unmount && h.unmount(t), (a = t.ref) && (a.current && a.current != t.__e || fe(a, null, e)), (a = t.__c) != null) {
+    if (a.componentWillUnmount) try {
+      a.componentWillUnmount();
+    } catch (o) {
+      h.__e(o, e);
     }
-    o.base = o.__P = o.__n = null;
+    a.base = a.__P = a.__n = null;
   }
-  if (o = t.__k) for (i = 0; i < o.length; i++) o[i] && Re(o[i], e, n || typeof t.type != "function");
+  if (a = t.__k) for (i = 0; i < a.length; i++) a[i] && Re(a[i], e, n || typeof t.type != "function");
   n || ue(t.__e), t.__c = t.__ = t.__e = void 0;
 }
 function et(t, e, n) {
   return this.constructor(t, n);
 }
 function we(t, e, n) {
-  var o, i, a, l;
-  e == document && (e = document.documentElement), h.__ && h.__(t, e), i = (o = !1) ? null : e.__k, a = [], l = [], pe(e, t = e.__k = Ge(M, null, [t]), i || X, X, e.namespaceURI, i ? null : e.firstChild ? ne.call(e.childNodes) : null, a, i ? i.__e : e.firstChild, o, l), Me(a, t, l), t.props.children = null;
+  var a, i, o, l;
+  e == document && (e = document.documentElement), h.__ && h.__(t, e), i = (a = !1) ? null : e.__k, o = [], l = [], pe(e, t = e.__k = Ge(M, null, [t]), i || X, X, e.namespaceURI, i ? null : e.firstChild ? ne.call(e.childNodes) : null, o, i ? i.__e : e.firstChild, a, l), Me(o, t, l), t.props.children = null;
 }
-ne = Y.slice, h = { __e: function(t, e, n, o) {
-  for (var i, a, l; e = e.__; ) if ((i = e.__c) && !i.__) try {
-    if ((a = i.constructor) && a.getDerivedStateFromError != null && (i.setState(a.getDerivedStateFromError(t)), l = i.__d), i.componentDidCatch != null && (i.componentDidCatch(t, o || {}), l = i.__d), l) return i.__E = i;
-  } catch (s) {
-    t = s;
+ne = Y.slice, h = { __e: function(t, e, n, a) {
+  for (var i, o, l; e = e.__; ) if ((i = e.__c) && !i.__) try {
+    if ((o = i.constructor) && o.getDerivedStateFromError != null && (i.setState(o.getDerivedStateFromError(t)), l = i.__d), i.componentDidCatch != null && (i.componentDidCatch(t, a || {}), l = i.__d), l) return i.__E = i;
+  } catch (d) {
+    t = d;
   }
   throw t;
 } }, Ae = 0, J.prototype.setState = function(t, e) {
@@ -229,17 +229,17 @@ ne = Y.slice, h = { __e: function(t, e, n, o) {
   n = this.__s != null && this.__s != this.state ? this.__s : this.__s = j({}, this.state), typeof t == "function" && (t = t(j({}, n), this.props)), t && j(n, t), t != null && this.__v && (e && this._sb.push(e), ve(this));
 }, J.prototype.forceUpdate = function(t) {
   this.__v && (this.__e = !0, t && this.__h.push(t), ve(this));
-}, J.prototype.render = M, T = [], Ue = typeof Promise == "function" ? Promise.prototype.then.bind(Promise.resolve()) : setTimeout, De = function(t, e) {
+}, J.prototype.render = M, T = [], De = typeof Promise == "function" ? Promise.prototype.then.bind(Promise.resolve()) : setTimeout, Ue = function(t, e) {
   return t.__v.__b - e.__v.__b;
 }, Z.__r = 0, ae = Math.random().toString(8), W = "__d" + ae, z = "__a" + ae, Pe = /(PointerCapture)$|Capture$/i, _e = 0, le = ye(!1), se = ye(!0);
 var tt = 0;
-function _(t, e, n, o, i, a) {
+function _(t, e, n, a, i, o) {
   e || (e = {});
-  var l, s, u = e;
-  if ("ref" in u) for (s in u = {}, e) s == "ref" ? l = e[s] : u[s] = e[s];
-  var c = { type: t, props: u, key: n, ref: l, __k: null, __: null, __b: 0, __e: null, __c: null, constructor: void 0, __v: --tt, __i: -1, __u: 0, __source: i, __self: a };
-  if (typeof t == "function" && (l = t.defaultProps)) for (s in l) u[s] === void 0 && (u[s] = l[s]);
-  return h.vnode && h.vnode(c), c;
+  var l, d, u = e;
+  if ("ref" in u) for (d in u = {}, e) d == "ref" ? l = e[d] : u[d] = e[d];
+  var s = { type: t, props: u, key: n, ref: l, __k: null, __: null, __b: 0, __e: null, __c: null, constructor: void 0, __v: --tt, __i: -1, __u: 0, __source: i, __self: o };
+  if (typeof t == "function" && (l = t.defaultProps)) for (d in l) u[d] === void 0 && (u[d] = l[d]);
+  return h.vnode && h.vnode(s), s;
 }
 class H extends Error {
   constructor(e, n) {
@@ -254,26 +254,26 @@ class nt {
   base;
   token;
   url(e, n = {}) {
-    const o = new URLSearchParams();
-    for (const [a, l] of Object.entries(n))
+    const a = new URLSearchParams();
+    for (const [o, l] of Object.entries(n))
       if (!(l == null || l === ""))
-        for (const s of Array.isArray(l) ? l : [l]) o.append(a, s);
-    const i = o.toString();
+        for (const d of Array.isArray(l) ? l : [l]) a.append(o, d);
+    const i = a.toString();
     return `${this.base.replace(/\/$/, "")}${e}${i ? `?${i}` : ""}`;
   }
   headers(e = {}) {
     return { Authorization: `Bearer ${this.token}`, ...e };
   }
-  async request(e, n = {}, o = {}) {
+  async request(e, n = {}, a = {}) {
     let i;
     try {
       i = await fetch(this.url(e, n), {
-        ...o,
-        headers: this.headers(o.headers),
+        ...a,
+        headers: this.headers(a.headers),
         credentials: "omit"
       });
-    } catch (a) {
-      throw new H(0, `the API cannot be reached (${String(a)}): is \`ailedger serve\` running?`);
+    } catch (o) {
+      throw new H(0, `the API cannot be reached (${String(o)}): is \`ailedger serve\` running?`);
     }
     if (!i.ok && i.status !== 304)
       throw new H(i.status, await rt(i));
@@ -331,10 +331,10 @@ function ee(t) {
   if (e < 1e3) return `${me.format(e)} ms`;
   const n = e / 1e3;
   if (n < 60) return `${ct.format(n)} s`;
-  const o = Math.floor(n / 60);
-  if (o < 60) return `${o} min ${Math.round(n - o * 60)} s`;
-  const i = Math.floor(o / 60);
-  return i < 48 ? `${i} h ${o - i * 60} min` : `${Math.floor(i / 24)} d ${i % 24} h`;
+  const a = Math.floor(n / 60);
+  if (a < 60) return `${a} min ${Math.round(n - a * 60)} s`;
+  const i = Math.floor(a / 60);
+  return i < 48 ? `${i} h ${a - i * 60} min` : `${Math.floor(i / 24)} d ${i % 24} h`;
 }
 const _t = new Intl.DateTimeFormat(I, {
   month: "short",
@@ -353,7 +353,7 @@ function pt(t) {
 function ft(t) {
   return ut.format(t);
 }
-var E, v, ie, ke, te = 0, Oe = [], y = h, $e = y.__b, Se = y.__r, Ce = y.diffed, je = y.__c, Ne = y.unmount, Te = y.__;
+var E, v, ie, ke, te = 0, Oe = [], y = h, Se = y.__b, $e = y.__r, Ce = y.diffed, je = y.__c, Ne = y.unmount, Te = y.__;
 function he(t, e) {
   y.__h && y.__h(v, t, te || e), te = 0;
   var n = v.__H || (v.__H = { __: [], __h: [] });
@@ -363,37 +363,37 @@ function G(t) {
   return te = 1, mt(qe, t);
 }
 function mt(t, e, n) {
-  var o = he(E++, 2);
-  if (o.t = t, !o.__c && (o.__ = [qe(void 0, e), function(s) {
-    var u = o.__N ? o.__N[0] : o.__[0], c = o.t(u, s);
-    u !== c && (o.__N = [c, o.__[1]], o.__c.setState({}));
-  }], o.__c = v, !v.__f)) {
-    var i = function(s, u, c) {
-      if (!o.__c.__H) return !0;
-      var d = !1, f = o.__c.props !== s;
-      if (o.__c.__H.__.some(function(p) {
+  var a = he(E++, 2);
+  if (a.t = t, !a.__c && (a.__ = [qe(void 0, e), function(d) {
+    var u = a.__N ? a.__N[0] : a.__[0], s = a.t(u, d);
+    u !== s && (a.__N = [s, a.__[1]], a.__c.setState({}));
+  }], a.__c = v, !v.__f)) {
+    var i = function(d, u, s) {
+      if (!a.__c.__H) return !0;
+      var c = !1, f = a.__c.props !== d;
+      if (a.__c.__H.__.some(function(p) {
         if (p.__N) {
-          d = !0;
+          c = !0;
           var g = p.__[0];
           p.__ = p.__N, p.__N = void 0, g !== p.__[0] && (f = !0);
         }
-      }), a) {
-        var r = a.call(this, s, u, c);
-        return d ? r || f : r;
+      }), o) {
+        var r = o.call(this, d, u, s);
+        return c ? r || f : r;
       }
-      return !d || f;
+      return !c || f;
     };
     v.__f = !0;
-    var a = v.shouldComponentUpdate, l = v.componentWillUpdate;
-    v.componentWillUpdate = function(s, u, c) {
+    var o = v.shouldComponentUpdate, l = v.componentWillUpdate;
+    v.componentWillUpdate = function(d, u, s) {
       if (this.__e) {
-        var d = a;
-        a = void 0, i(s, u, c), a = d;
+        var c = o;
+        o = void 0, i(d, u, s), o = c;
       }
-      l && l.call(this, s, u, c);
+      l && l.call(this, d, u, s);
     }, v.shouldComponentUpdate = i;
   }
-  return o.__N || o.__;
+  return a.__N || a.__;
 }
 function Be(t, e) {
   var n = he(E++, 3);
@@ -419,11 +419,11 @@ function bt() {
   }
 }
 y.__b = function(t) {
-  v = null, $e && $e(t);
+  v = null, Se && Se(t);
 }, y.__ = function(t, e) {
   t && e.__k && e.__k.__m && (t.__m = e.__k.__m), Te && Te(t, e);
 }, y.__r = function(t) {
-  Se && Se(t), E = 0;
+  $e && $e(t), E = 0;
   var e = (v = t.__c).__H;
   e && (ie === v ? (e.__h = [], v.__h = [], e.__.some(function(n) {
     n.__N && (n.__ = n.__N), n.u = n.__N = void 0;
@@ -437,21 +437,21 @@ y.__b = function(t) {
 }, y.__c = function(t, e) {
   e.some(function(n) {
     try {
-      n.__h.some(Q), n.__h = n.__h.filter(function(o) {
-        return !o.__ || de(o);
+      n.__h.some(Q), n.__h = n.__h.filter(function(a) {
+        return !a.__ || de(a);
       });
-    } catch (o) {
+    } catch (a) {
       e.some(function(i) {
         i.__h && (i.__h = []);
-      }), e = [], y.__e(o, n.__v);
+      }), e = [], y.__e(a, n.__v);
     }
   }), je && je(t, e);
 }, y.unmount = function(t) {
   Ne && Ne(t);
   var e, n = t.__c;
-  n && n.__H && (n.__H.__.some(function(o) {
+  n && n.__H && (n.__H.__.some(function(a) {
     try {
-      Q(o);
+      Q(a);
     } catch (i) {
       e = i;
     }
@@ -460,8 +460,8 @@ y.__b = function(t) {
 var Ie = typeof requestAnimationFrame == "function";
 function vt(t) {
   var e, n = function() {
-    clearTimeout(o), Ie && cancelAnimationFrame(e), setTimeout(t);
-  }, o = setTimeout(n, 35);
+    clearTimeout(a), Ie && cancelAnimationFrame(e), setTimeout(t);
+  }, a = setTimeout(n, 35);
   Ie && (e = requestAnimationFrame(n));
 }
 function Q(t) {
@@ -473,15 +473,15 @@ function de(t) {
   t.__c = t.__(), v = e;
 }
 function We(t, e) {
-  return !t || t.length !== e.length || e.some(function(n, o) {
-    return n !== t[o];
+  return !t || t.length !== e.length || e.some(function(n, a) {
+    return n !== t[a];
   });
 }
 function qe(t, e) {
   return typeof e == "function" ? e(t) : e;
 }
-function xt(t, e, n = 0, o) {
-  const [i, a] = G({
+function xt(t, e, n = 0, a) {
+  const [i, o] = G({
     data: null,
     error: null,
     loading: t !== null,
@@ -489,20 +489,20 @@ function xt(t, e, n = 0, o) {
   }), l = ht(e);
   return l.current = e, Be(() => {
     if (t === null) return;
-    let s = !0, u;
-    const c = async () => {
-      a((d) => ({ ...d, loading: !0 }));
+    let d = !0, u;
+    const s = async () => {
+      o((c) => ({ ...c, loading: !0 }));
       try {
-        const d = await l.current();
-        s && a({ data: d, error: null, loading: !1, updatedAt: /* @__PURE__ */ new Date() });
-      } catch (d) {
-        const f = d instanceof H ? d : new H(0, String(d));
-        s && a((r) => ({ ...r, error: f, loading: !1 })), f.status;
+        const c = await l.current();
+        d && o({ data: c, error: null, loading: !1, updatedAt: /* @__PURE__ */ new Date() });
+      } catch (c) {
+        const f = c instanceof H ? c : new H(0, String(c));
+        d && o((r) => ({ ...r, error: f, loading: !1 })), f.status;
       }
-      s && n > 0 && (u = setTimeout(c, n));
+      d && n > 0 && (u = setTimeout(s, n));
     };
-    return c(), () => {
-      s = !1, clearTimeout(u);
+    return s(), () => {
+      d = !1, clearTimeout(u);
     };
   }, [t, n]), i;
 }
@@ -513,39 +513,39 @@ function wt(t) {
   return `/jobs/${encodeURIComponent(t)}`;
 }
 function kt(t, e) {
-  const n = (o) => {
-    const i = o == null ? "" : String(o), a = /^[=+\-@\t\r]/.test(i) && !/^-?\d/.test(i) ? `'${i}` : i;
-    return /[",\n\r]/.test(a) ? `"${a.replaceAll('"', '""')}"` : a;
+  const n = (a) => {
+    const i = a == null ? "" : String(a), o = /^[=+\-@\t\r]/.test(i) && !/^-?\d/.test(i) ? `'${i}` : i;
+    return /[",\n\r]/.test(o) ? `"${o.replaceAll('"', '""')}"` : o;
   };
-  return [t, ...e].map((o) => o.map(n).join(",")).join(`\r
+  return [t, ...e].map((a) => a.map(n).join(",")).join(`\r
 `) + `\r
 `;
 }
-function $t(t, e) {
-  const n = URL.createObjectURL(new Blob([e], { type: "text/csv;charset=utf-8" })), o = document.createElement("a");
-  o.href = n, o.download = t, document.body.append(o), o.click(), o.remove(), setTimeout(() => URL.revokeObjectURL(n), 1e3);
+function St(t, e) {
+  const n = URL.createObjectURL(new Blob([e], { type: "text/csv;charset=utf-8" })), a = document.createElement("a");
+  a.href = n, a.download = t, document.body.append(a), a.click(), a.remove(), setTimeout(() => URL.revokeObjectURL(n), 1e3);
 }
-function St(t, e, n) {
-  const o = n && e.find((a) => a.key === n.key);
-  if (!n || !o) return t;
-  const i = t.map((a, l) => ({ row: a, i: l, v: o.value(a) }));
-  return i.sort((a, l) => {
-    const s = a.v, u = l.v;
-    if (s === u) return a.i - l.i;
-    if (s == null || s === "") return 1;
+function $t(t, e, n) {
+  const a = n && e.find((o) => o.key === n.key);
+  if (!n || !a) return t;
+  const i = t.map((o, l) => ({ row: o, i: l, v: a.value(o) }));
+  return i.sort((o, l) => {
+    const d = o.v, u = l.v;
+    if (d === u) return o.i - l.i;
+    if (d == null || d === "") return 1;
     if (u == null || u === "") return -1;
-    const c = Number(s), d = Number(u), f = o.numeric && !Number.isNaN(c) && !Number.isNaN(d) ? c - d : String(s).localeCompare(String(u));
-    return (n.descending ? -f : f) || a.i - l.i;
-  }), i.map((a) => a.row);
+    const s = Number(d), c = Number(u), f = a.numeric && !Number.isNaN(s) && !Number.isNaN(c) ? s - c : String(d).localeCompare(String(u));
+    return (n.descending ? -f : f) || o.i - l.i;
+  }), i.map((o) => o.row);
 }
 function Ct(t, e) {
   return kt(
     e.map((n) => n.key),
-    t.map((n) => e.map((o) => o.value(n)))
+    t.map((n) => e.map((a) => a.value(n)))
   );
 }
 function Je(t) {
-  const e = t.sort ?? null, n = St(t.rows, t.columns, e);
+  const e = t.sort ?? null, n = $t(t.rows, t.columns, e);
   return /* @__PURE__ */ _("section", { class: "panel", "data-table": t.name, children: [
     /* @__PURE__ */ _("header", { class: "panel-head", children: [
       /* @__PURE__ */ _("h2", { children: t.caption }),
@@ -558,74 +558,74 @@ function Je(t) {
             class: "ghost",
             "data-csv": t.name,
             disabled: n.length === 0,
-            onClick: () => $t(t.filename ?? `${t.name}.csv`, Ct(n, t.columns)),
+            onClick: () => St(t.filename ?? `${t.name}.csv`, Ct(n, t.columns)),
             children: "CSV"
           }
         )
       ] })
     ] }),
     /* @__PURE__ */ _("div", { class: "table-wrap", children: /* @__PURE__ */ _("table", { children: [
-      /* @__PURE__ */ _("thead", { children: /* @__PURE__ */ _("tr", { children: t.columns.map((o) => {
-        const i = e?.key === o.key, a = i ? e.descending ? "descending" : "ascending" : void 0;
+      /* @__PURE__ */ _("thead", { children: /* @__PURE__ */ _("tr", { children: t.columns.map((a) => {
+        const i = e?.key === a.key, o = i ? e.descending ? "descending" : "ascending" : void 0;
         return /* @__PURE__ */ _(
           "th",
           {
             scope: "col",
-            class: o.numeric ? "num" : void 0,
-            "aria-sort": a,
-            title: o.title,
+            class: a.numeric ? "num" : void 0,
+            "aria-sort": o,
+            title: a.title,
             children: t.onSort ? /* @__PURE__ */ _(
               "button",
               {
                 type: "button",
                 class: "sort",
-                "data-sort": o.key,
-                onClick: () => t.onSort({ key: o.key, descending: i ? !e.descending : !0 }),
+                "data-sort": a.key,
+                onClick: () => t.onSort({ key: a.key, descending: i ? !e.descending : !0 }),
                 children: [
-                  o.label,
+                  a.label,
                   /* @__PURE__ */ _("span", { "aria-hidden": "true", class: "arrow", children: i ? e.descending ? "▼" : "▲" : "" })
                 ]
               }
-            ) : o.label
+            ) : a.label
           },
-          o.key
+          a.key
         );
       }) }) }),
-      /* @__PURE__ */ _("tbody", { children: n.length === 0 ? /* @__PURE__ */ _("tr", { children: /* @__PURE__ */ _("td", { class: "empty", colSpan: t.columns.length, children: t.empty ?? "No calls in this range." }) }) : n.map((o) => /* @__PURE__ */ _("tr", { "data-row": t.rowKey(o), children: t.columns.map((i) => {
-        const a = i.value(o);
+      /* @__PURE__ */ _("tbody", { children: n.length === 0 ? /* @__PURE__ */ _("tr", { children: /* @__PURE__ */ _("td", { class: "empty", colSpan: t.columns.length, children: t.empty ?? "No calls in this range." }) }) : n.map((a) => /* @__PURE__ */ _("tr", { "data-row": t.rowKey(a), children: t.columns.map((i) => {
+        const o = i.value(a);
         return /* @__PURE__ */ _(
           "td",
           {
             class: i.numeric ? "num" : void 0,
             "data-col": i.key,
-            "data-value": a == null ? "" : String(a),
-            children: i.render ? i.render(o) : a == null ? "" : String(a)
+            "data-value": o == null ? "" : String(o),
+            children: i.render ? i.render(a) : o == null ? "" : String(o)
           },
           i.key
         );
-      }) }, t.rowKey(o))) }),
+      }) }, t.rowKey(a))) }),
       t.footer
     ] }) })
   ] });
 }
 const jt = 1e3;
 function Nt(t, e, n) {
-  const o = new AbortController();
-  let i = 0, a = !1;
-  const l = (c) => {
-    i = c.offset + c.calls.length, n.onCalls(c);
-  }, s = async () => {
-    const c = await t.request(
+  const a = new AbortController();
+  let i = 0, o = !1;
+  const l = (s) => {
+    i = s.offset + s.calls.length, n.onCalls(s);
+  }, d = async () => {
+    const s = await t.request(
       `/api/jobs/${encodeURIComponent(e)}/events`,
       { offset: String(i) },
-      { signal: o.signal, headers: { Accept: "text/event-stream" } }
+      { signal: a.signal, headers: { Accept: "text/event-stream" } }
     );
-    if (!c.body) return !1;
+    if (!s.body) return !1;
     n.onState("live");
-    const d = c.body.pipeThrough(new TextDecoderStream()).getReader();
+    const c = s.body.pipeThrough(new TextDecoderStream()).getReader();
     let f = "";
     for (; ; ) {
-      const { value: r, done: p } = await d.read();
+      const { value: r, done: p } = await c.read();
       if (p) return !0;
       f += r;
       let g;
@@ -642,15 +642,15 @@ function Nt(t, e, n) {
     }
   }, u = async () => {
     n.onState("polling");
-    let c = null;
-    for (; !a; ) {
-      const d = c ? { "If-None-Match": c } : {}, f = await t.request(
+    let s = null;
+    for (; !o; ) {
+      const c = s ? { "If-None-Match": s } : {}, f = await t.request(
         `/api/jobs/${encodeURIComponent(e)}/calls`,
         { offset: String(i) },
-        { signal: o.signal, headers: d }
+        { signal: a.signal, headers: c }
       );
       if (f.status !== 304) {
-        c = f.headers.get("ETag");
+        s = f.headers.get("ETag");
         const r = await f.json();
         if (l(r), r.has_more) continue;
       }
@@ -658,32 +658,32 @@ function Nt(t, e, n) {
     }
   };
   return (async () => {
-    let c = 0;
-    for (; !a; ) {
+    let s = 0;
+    for (; !o; ) {
       try {
-        if (await s()) {
-          c = 0;
+        if (await d()) {
+          s = 0;
           continue;
         }
-      } catch (d) {
-        if (a) return;
-        if (d instanceof H && d.status === 401) {
-          n.onState("error", d.message);
+      } catch (c) {
+        if (o) return;
+        if (c instanceof H && c.status === 401) {
+          n.onState("error", c.message);
           return;
         }
-        c += 1;
+        s += 1;
       }
-      if (c >= 2 || c === 0) break;
-      await new Promise((d) => setTimeout(d, 500));
+      if (s >= 2 || s === 0) break;
+      await new Promise((c) => setTimeout(c, 500));
     }
-    if (!a)
+    if (!o)
       try {
         await u();
-      } catch (d) {
-        a || n.onState("error", String(d.message ?? d));
+      } catch (c) {
+        o || n.onState("error", String(c.message ?? c));
       }
   })(), () => {
-    a = !0, o.abort();
+    o = !0, a.abort();
   };
 }
 function Tt(t, e) {
@@ -692,14 +692,14 @@ function Tt(t, e) {
   return { ...e, offset: 0, calls: n };
 }
 function It(t) {
-  const [e, n] = G(null), [o, i] = G({ mode: "connecting" }), [a, l] = G(null);
+  const [e, n] = G(null), [a, i] = G({ mode: "connecting" }), [o, l] = G(null);
   Be(() => (n(null), Nt(t.api, t.jobId, {
     onCalls: (r) => {
       n((p) => Tt(p, r)), l(/* @__PURE__ */ new Date());
     },
     onState: (r, p) => i({ mode: r, detail: p })
   })), [t.api, t.jobId]);
-  const s = t.linkBase ?? "", u = [
+  const d = t.linkBase ?? "", u = [
     { key: "step", label: "#", value: (r) => r.step, numeric: !0 },
     { key: "timestamp", label: "Time", value: (r) => r.timestamp, render: (r) => pt(r.timestamp) },
     { key: "task", label: "Task", value: (r) => r.task },
@@ -736,10 +736,10 @@ function It(t) {
       key: "image_id",
       label: "Image",
       value: (r) => r.image_id,
-      render: (r) => r.image_id ? /* @__PURE__ */ _("a", { href: s + yt(r.image_id), children: r.image_id }) : ""
+      render: (r) => r.image_id ? /* @__PURE__ */ _("a", { href: d + yt(r.image_id), children: r.image_id }) : ""
     },
     { key: "running_cost", label: "Running total", numeric: !0, value: (r) => r.running_cost, render: (r) => ce(r.running_cost) }
-  ], c = (e?.calls ?? []).map((r, p) => ({ ...r, step: p + 1 })), d = e?.totals, f = d?.first_call_at && d.last_call_at ? new Date(d.last_call_at).getTime() - new Date(d.first_call_at).getTime() : null;
+  ], s = (e?.calls ?? []).map((r, p) => ({ ...r, step: p + 1 })), c = e?.totals, f = c?.first_call_at && c.last_call_at ? new Date(c.last_call_at).getTime() - new Date(c.first_call_at).getTime() : null;
   return /* @__PURE__ */ _("div", { class: "view job-view", "data-view": "job", children: [
     /* @__PURE__ */ _("header", { class: "view-head", children: [
       /* @__PURE__ */ _("h1", { children: [
@@ -747,29 +747,29 @@ function It(t) {
         /* @__PURE__ */ _("code", { "data-job-id": !0, children: t.jobId })
       ] }),
       /* @__PURE__ */ _("p", { class: "status-line", "aria-live": "polite", children: [
-        /* @__PURE__ */ _("span", { class: `dot ${o.mode}`, "aria-hidden": "true" }),
-        /* @__PURE__ */ _("span", { "data-live-state": o.mode, children: o.mode === "live" ? "Live: new calls appear as they are stored" : o.mode === "polling" ? "Refreshing every second" : o.mode === "error" ? `Not updating: ${o.detail ?? ""}` : "Connecting…" }),
-        a && /* @__PURE__ */ _("span", { class: "muted", children: [
+        /* @__PURE__ */ _("span", { class: `dot ${a.mode}`, "aria-hidden": "true" }),
+        /* @__PURE__ */ _("span", { "data-live-state": a.mode, children: a.mode === "live" ? "Live: new calls appear as they are stored" : a.mode === "polling" ? "Refreshing every second" : a.mode === "error" ? `Not updating: ${a.detail ?? ""}` : "Connecting…" }),
+        o && /* @__PURE__ */ _("span", { class: "muted", children: [
           " · updated ",
-          ft(a)
+          ft(o)
         ] })
       ] })
     ] }),
-    d && /* @__PURE__ */ _("div", { class: "kpis", children: [
-      /* @__PURE__ */ _(C, { name: "calls", label: "Calls", value: d.calls, text: k(d.calls) }),
+    c && /* @__PURE__ */ _("div", { class: "kpis", children: [
+      /* @__PURE__ */ _(C, { name: "calls", label: "Calls", value: c.calls, text: k(c.calls) }),
       /* @__PURE__ */ _(
         C,
         {
           name: "cost",
           label: "Cost",
-          value: d.cost,
-          text: K(d.cost, d.calls, d.unpriced_calls),
-          note: d.unpriced_calls ? `${k(d.unpriced_calls)} unpriced` : void 0
+          value: c.cost,
+          text: K(c.cost, c.calls, c.unpriced_calls),
+          note: c.unpriced_calls ? `${k(c.unpriced_calls)} unpriced` : void 0
         }
       ),
-      /* @__PURE__ */ _(C, { name: "tokens", label: "Tokens", value: d.tokens, text: V(d.tokens) }),
-      /* @__PURE__ */ _(C, { name: "errors", label: "Errors", value: d.errors, text: k(d.errors) }),
-      /* @__PURE__ */ _(C, { name: "fallbacks", label: "Fallbacks", value: d.fallbacks, text: k(d.fallbacks) }),
+      /* @__PURE__ */ _(C, { name: "tokens", label: "Tokens", value: c.tokens, text: V(c.tokens) }),
+      /* @__PURE__ */ _(C, { name: "errors", label: "Errors", value: c.errors, text: k(c.errors) }),
+      /* @__PURE__ */ _(C, { name: "fallbacks", label: "Fallbacks", value: c.fallbacks, text: k(c.fallbacks) }),
       /* @__PURE__ */ _(C, { name: "span", label: "Duration", value: f, text: ee(f) })
     ] }),
     /* @__PURE__ */ _(
@@ -778,7 +778,7 @@ function It(t) {
         name: "job-calls",
         caption: t.embedded ? "AI calls" : "AI calls, in order",
         columns: u,
-        rows: c,
+        rows: s,
         rowKey: (r) => r.id,
         filename: `job-${t.jobId}.csv`,
         empty: e ? "No calls recorded for this job yet." : "Loading…"
@@ -794,70 +794,73 @@ function C(t) {
   ] });
 }
 function At(t) {
-  const e = `/api/admin/images/${t.imageId.split("/").map(encodeURIComponent).join("/")}/ai-costs`, n = xt(`${t.api.base}|${e}`, () => t.api.get(e)), o = t.linkBase ?? "", i = [
-    { key: "task", label: "Step", value: (s) => s.task },
-    { key: "models", label: "Models", value: (s) => s.models.join(" "), render: (s) => s.models.join(", ") },
-    { key: "calls", label: "Calls", numeric: !0, value: (s) => s.calls, render: (s) => k(s.calls) },
-    { key: "tokens", label: "Tokens", numeric: !0, value: (s) => s.tokens, render: (s) => V(s.tokens) },
-    { key: "latency_ms", label: "Latency (sum)", numeric: !0, value: (s) => s.latency_ms, render: (s) => ee(s.latency_ms) },
+  const e = xt(
+    `${t.api.base}|${t.imageId}`,
+    () => t.api.get("/api/admin/image-costs", { id: t.imageId })
+  ), n = t.linkBase ?? "", a = [
+    { key: "task", label: "Step", value: (l) => l.task },
+    { key: "models", label: "Models", value: (l) => l.models.join(" "), render: (l) => l.models.join(", ") },
+    { key: "calls", label: "Calls", numeric: !0, value: (l) => l.calls, render: (l) => k(l.calls) },
+    { key: "tokens", label: "Tokens", numeric: !0, value: (l) => l.tokens, render: (l) => V(l.tokens) },
+    { key: "latency_ms", label: "Latency (sum)", numeric: !0, value: (l) => l.latency_ms, render: (l) => ee(l.latency_ms) },
     {
       key: "cost",
       label: "Cost",
       numeric: !0,
-      value: (s) => s.unpriced_calls >= s.calls ? null : s.cost,
-      render: (s) => K(s.cost, s.calls, s.unpriced_calls)
+      value: (l) => l.unpriced_calls >= l.calls ? null : l.cost,
+      render: (l) => K(l.cost, l.calls, l.unpriced_calls)
     }
-  ], a = n.data, l = a?.total;
+  ], i = e.data, o = i?.total;
   return /* @__PURE__ */ _("div", { class: "view image-view", "data-view": "image", children: [
     /* @__PURE__ */ _("header", { class: "view-head", children: [
       /* @__PURE__ */ _("h1", { children: [
         "Image ",
         /* @__PURE__ */ _("code", { "data-image-id": !0, children: t.imageId })
       ] }),
-      n.error && /* @__PURE__ */ _("p", { class: "error", role: "alert", children: n.error.message })
+      e.error && /* @__PURE__ */ _("p", { class: "error", role: "alert", children: e.error.message })
     ] }),
-    l && /* @__PURE__ */ _("div", { class: "kpis", children: [
+    o && /* @__PURE__ */ _("div", { class: "kpis", children: [
       /* @__PURE__ */ _(
         C,
         {
           name: "cost",
           label: "Total cost",
-          value: l.cost,
-          text: K(l.cost, l.calls, l.unpriced_calls),
-          note: l.unpriced_calls ? `${k(l.unpriced_calls)} unpriced` : void 0
+          value: o.cost,
+          text: K(o.cost, o.calls, o.unpriced_calls),
+          note: o.unpriced_calls ? `${k(o.unpriced_calls)} unpriced` : void 0
         }
       ),
-      /* @__PURE__ */ _(C, { name: "calls", label: "Calls", value: l.calls, text: k(l.calls) }),
-      /* @__PURE__ */ _(C, { name: "tokens", label: "Tokens", value: l.tokens, text: V(l.tokens) }),
-      /* @__PURE__ */ _(C, { name: "steps", label: "Steps", value: a.steps.length, text: k(a.steps.length) })
+      /* @__PURE__ */ _(C, { name: "calls", label: "Calls", value: o.calls, text: k(o.calls) }),
+      /* @__PURE__ */ _(C, { name: "tokens", label: "Tokens", value: o.tokens, text: V(o.tokens) }),
+      /* @__PURE__ */ _(C, { name: "steps", label: "Steps", value: i.steps.length, text: k(i.steps.length) })
     ] }),
     /* @__PURE__ */ _(
       Je,
       {
         name: "image-steps",
         caption: "Cost per step",
-        columns: i,
-        rows: a?.steps ?? [],
-        rowKey: (s) => s.task,
+        columns: a,
+        rows: i?.steps ?? [],
+        rowKey: (l) => l.task,
         filename: "image-steps.csv",
-        empty: a ? "No calls recorded for this image." : "Loading…",
-        footer: l && a.steps.length > 0 ? /* @__PURE__ */ _("tfoot", { children: /* @__PURE__ */ _("tr", { "data-row": "total", children: [
+        empty: i ? "No calls recorded for this image." : "Loading…",
+        footer: o && i.steps.length > 0 ? /* @__PURE__ */ _("tfoot", { children: /* @__PURE__ */ _("tr", { "data-row": "total", children: [
           /* @__PURE__ */ _("th", { scope: "row", children: "Total" }),
           /* @__PURE__ */ _("td", {}),
-          /* @__PURE__ */ _("td", { class: "num", children: k(l.calls) }),
-          /* @__PURE__ */ _("td", { class: "num", children: V(l.tokens) }),
-          /* @__PURE__ */ _("td", { class: "num", children: ee(l.latency_ms) }),
-          /* @__PURE__ */ _("td", { class: "num", "data-col": "cost", "data-value": l.cost, children: K(l.cost, l.calls, l.unpriced_calls) })
+          /* @__PURE__ */ _("td", { class: "num", children: k(o.calls) }),
+          /* @__PURE__ */ _("td", { class: "num", children: V(o.tokens) }),
+          /* @__PURE__ */ _("td", { class: "num", children: ee(o.latency_ms) }),
+          /* @__PURE__ */ _("td", { class: "num", "data-col": "cost", "data-value": o.cost, children: K(o.cost, o.calls, o.unpriced_calls) })
         ] }) }) : void 0
       }
     ),
-    a && a.job_ids.length > 0 && !t.embedded && /* @__PURE__ */ _("p", { class: "muted", children: [
+    i && i.job_ids.length > 0 && !t.embedded && /* @__PURE__ */ _("p", { class: "muted", children: [
       "Part of ",
-      a.job_ids.length === 1 ? "job" : "jobs",
+      i.job_ids.length === 1 ? "job" : "jobs",
       " ",
-      a.job_ids.map((s, u) => /* @__PURE__ */ _(M, { children: [
-        u > 0 && ", ",
-        /* @__PURE__ */ _("a", { href: o + wt(s), children: s })
+      i.job_ids.map((l, d) => /* @__PURE__ */ _(M, { children: [
+        d > 0 && ", ",
+        /* @__PURE__ */ _("a", { href: n + wt(l), children: l })
       ] }))
     ] })
   ] });
@@ -886,21 +889,21 @@ class Ke extends HTMLElement {
     we(/* @__PURE__ */ _("div", { class: "embedded", children: this.view(e) }), this.root);
   }
 }
-class Ut extends Ke {
+class Dt extends Ke {
   view(e) {
     const n = this.getAttribute("job-id");
     return n ? /* @__PURE__ */ _(It, { api: e, jobId: n, linkBase: e.base, embedded: !0 }) : null;
   }
 }
-class Dt extends Ke {
+class Ut extends Ke {
   view(e) {
     const n = this.getAttribute("image-id");
     return n ? /* @__PURE__ */ _(At, { api: e, imageId: n, linkBase: e.base, embedded: !0 }) : null;
   }
 }
-customElements.get("ailedger-job-costs") || customElements.define("ailedger-job-costs", Ut);
-customElements.get("ailedger-image-costs") || customElements.define("ailedger-image-costs", Dt);
+customElements.get("ailedger-job-costs") || customElements.define("ailedger-job-costs", Dt);
+customElements.get("ailedger-image-costs") || customElements.define("ailedger-image-costs", Ut);
 export {
-  Dt as ImageCostsElement,
-  Ut as JobCostsElement
+  Ut as ImageCostsElement,
+  Dt as JobCostsElement
 };

@@ -9,8 +9,9 @@ import { Kpi } from "./job";
 type Step = ImageCosts["steps"][number];
 
 export function ImageView(props: { api: Api; imageId: string; linkBase?: string; embedded?: boolean }) {
-  const path = `/api/admin/images/${props.imageId.split("/").map(encodeURIComponent).join("/")}/ai-costs`;
-  const loaded = useLoad(`${props.api.base}|${path}`, () => props.api.get<ImageCosts>(path));
+  const loaded = useLoad(`${props.api.base}|${props.imageId}`, () =>
+    props.api.get<ImageCosts>("/api/admin/image-costs", { id: props.imageId }),
+  );
   const base = props.linkBase ?? "";
   const columns: Column<Step>[] = [
     { key: "task", label: "Step", value: (r) => r.task },
