@@ -26,7 +26,7 @@ export function JobsView(props: { api: Api; search: string; onUnauthorized: () =
     props.onUnauthorized,
   );
   const columns: Column<Row>[] = [
-    { key: "job_id", label: "Job", value: (r) => r.job_id, render: (r) => <a href={jobPath(r.job_id)}><code>{r.job_id}</code></a> },
+    { key: "job_id", label: "Job", value: (r) => r.job_id, render: (r) => <a href={jobPath(r.job_id)} title={r.job_id}><code>{r.job_id.slice(0, 8)}…</code></a> },
     { key: "recent", label: "Last call", value: (r) => r.last_call_at, render: (r) => f.when(r.last_call_at) },
     { key: "calls", label: "Calls", numeric: true, value: (r) => r.calls, render: (r) => f.count(r.calls) },
     { key: "tokens", label: "Tokens", numeric: true, value: (r) => r.tokens, render: (r) => f.tokens(r.tokens) },

@@ -230,14 +230,7 @@ function statColumns<R extends Stats>(): Column<R>[] {
       label: "Cost",
       numeric: true,
       value: (r) => (r.unpriced_calls >= r.calls ? null : r.cost),
-      render: (r) => (
-        <>
-          {f.cost(r.cost, r.calls, r.unpriced_calls)}
-          {r.unpriced_calls > 0 && r.unpriced_calls < r.calls && (
-            <span class="muted" title="calls without a price"> +{f.count(r.unpriced_calls)} unpriced</span>
-          )}
-        </>
-      ),
+      render: (r) => f.cost(r.cost, r.calls, r.unpriced_calls),
     },
     { key: "unpriced_calls", label: "Unpriced", numeric: true, value: (r) => r.unpriced_calls, render: (r) => (r.unpriced_calls ? f.count(r.unpriced_calls) : "") },
     { key: "p50", label: "p50", numeric: true, title: "Median latency", value: (r) => r.latency_ms.p50, render: (r) => f.duration(r.latency_ms.p50) },
