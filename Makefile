@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean dashboard dashboard-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ lint: $(VENV)/.installed $(TS_PRODUCER)/node_modules/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m bench
+
+# The dashboard's built assets are committed in ailedger/api/dashboard/: pip needs no Node.
+dashboard:
+	cd dashboard && npm ci && npm run build
+
+dashboard-check:
+	sh dashboard/scripts/check-built.sh
 
 clean:
 	rm -rf $(VENV) .ailedger .pytest_cache .hypothesis

@@ -29,7 +29,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ailedger.api import budgets, costs, rollups
+from ailedger.api import budgets, costs, dashboard, images, jobs, live, rollups, whatif
 from ailedger.api import models as m
 from ailedger.ingest.routes import router as ingest_router
 from ailedger.ops.status import queue_status
@@ -251,6 +251,9 @@ def create_app(settings: Settings) -> FastAPI:
             return costs.image_costs(conn, image_id)
 
     app.include_router(budgets.router, dependencies=[Depends(admin)])
+    for reads in (images.router, jobs.router, live.router, whatif.router):
+        app.include_router(reads, dependencies=[Depends(admin)])
+    dashboard.mount(app)
     return app
 
 

@@ -526,7 +526,12 @@ def serve(
         raise typer.Exit(2)
     configure_logging()
     uvicorn.run(
-        create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        # An open dashboard tab holds a live job stream: stop it rather than wait for it.
+        timeout_graceful_shutdown=3,
     )
 
 
