@@ -28,7 +28,8 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
-from pydantic import AfterValidator
+from pydantic import AfterValidator, WithJsonSchema
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from ailedger.api import costs, rollups
 from ailedger.api import models as m
@@ -45,6 +46,29 @@ MAX_OFFSET = 2**31 - 1
 #: Text the way the worker stored it (no NUL, no lone surrogates), so that a job key, an
 #: image id or a filter finds what the worker stored from the same text.
 Stored = Annotated[str, AfterValidator(storable_text)]
+
+
+class KeyConvertor(PathConvertor):
+    """A path segment holding any text: slashes (S3 keys, file paths) and newlines too."""
+
+    regex = r"[\s\S]*"
+
+
+register_url_convertor("key", KeyConvertor())
+#: A point in time as the API accepts it, and as its OpenAPI document says: an ISO 8601
+#: date-time or date, or Unix time in seconds.
+Moment = Annotated[
+    datetime,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "string", "format": "date"},
+                {"type": "number"},
+            ]
+        }
+    ),
+]
 #: The error answers besides FastAPI's own 422 (documented in the OpenAPI schema too).
 ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": m.ErrorMessage, "description": "Missing or wrong bearer token."},
@@ -196,12 +220,13 @@ def create_app(settings: Settings) -> FastAPI:
         responses=ADMIN_ERRORS,
     )
     def ai_metrics(
+        *,
         start: Annotated[
-            datetime | None,
+            Moment | None,
             Query(alias="from", description="ISO 8601 or Unix time; default: 24 h before `to`."),
         ] = None,
         end: Annotated[
-            datetime | None, Query(alias="to", description="ISO 8601 or Unix time; default: now.")
+            Moment | None, Query(alias="to", description="ISO 8601 or Unix time; default: now.")
         ] = None,
         bucket: Annotated[
             str | None,
@@ -210,8 +235,12 @@ def create_app(settings: Settings) -> FastAPI:
                 description="Timeline bucket; default: by range (minute ≤ 6 h, hour ≤ 14 d).",
             ),
         ] = None,
-        task: Annotated[list[Stored] | None, Query(description="Only these tasks.")] = None,
-        model: Annotated[list[Stored] | None, Query(description="Only these models.")] = None,
+        # Lists without a null branch: in a query string every value is text, so only a
+        # plain array of strings documents what the API accepts.
+        task: Annotated[list[Stored], Query(default_factory=list, description="Only these tasks.")],
+        model: Annotated[
+            list[Stored], Query(default_factory=list, description="Only these models.")
+        ],
     ) -> Response:
         """Totals, cost over time, per model and per task, confidence, fallbacks, queue depth."""
         lo, hi, unit = _range(start, end, bucket)
@@ -225,7 +254,7 @@ def create_app(settings: Settings) -> FastAPI:
             points = rollups.read_timeline(conn, timeline_cover, unit, tasks=task, models=model)
             reasons = rollups.read_fallback_reasons(conn, everything, tasks=task, models=model)
         queue, queue_error = _queue(backends, settings)
-        body = _metrics(lo, hi, unit, task, model, bounds, tallies, points, reasons)
+        body = _metrics(lo, hi, unit, task or None, model or None, bounds, tallies, points, reasons)
         body.update(queue=queue, queue_error=queue_error)
         # Built as plain data and encoded once: a long timeline made of models, validated
         # again on the way out, cost more than all the queries. The shape is m.AIMetrics.
@@ -234,9 +263,9 @@ def create_app(settings: Settings) -> FastAPI:
             media_type="application/json",
         )
 
-    # `:path`: keys and image ids may hold slashes (S3 keys, file paths).
+    # `:key`: job keys and image ids may hold any text, slashes (S3 keys, paths) included.
     @app.get(
-        "/api/admin/jobs/{job_id:path}/ai-costs",
+        "/api/admin/jobs/{job_id:key}/ai-costs",
         response_model=m.JobCosts,
         dependencies=[Depends(admin)],
         tags=["admin"],
@@ -261,7 +290,7 @@ def create_app(settings: Settings) -> FastAPI:
             return costs.job_costs(conn, job_id, offset=offset, limit=limit)
 
     @app.get(
-        "/api/admin/images/{image_id:path}/ai-costs",
+        "/api/admin/images/{image_id:key}/ai-costs",
         response_model=m.ImageCosts,
         dependencies=[Depends(admin)],
         tags=["admin"],
