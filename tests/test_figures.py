@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from openai.types.chat import ChatCompletion
 
 import producer
+from ailedger.ops.reprice import reprice
 from producer import AICallLogger
 from producer.jobs import JOB_KEY_NAMESPACE
 from tests import test_api
@@ -332,3 +333,19 @@ def test_models_without_a_price_show_no_cost_and_failed_calls_cost_nothing(
     assert (costs["totals"]["cost"], costs["totals"]["unpriced_calls"]) == (None, 3)
     assert [c["running_cost"] for c in costs["calls"]] == [None, None, None]
     assert [c["cost_source"] for c in costs["calls"]] == ["unpriced"] * 3
+
+
+def test_reprice_turns_failed_calls_stored_as_unpriced_into_no_usage(
+    api: TestClient, db: Any, database_url: str
+) -> None:
+    # As workers stored them before: a failed Sonnet call without usage, "unpriced".
+    db.execute(
+        "INSERT INTO ai_call_logs (id, timestamp, task, model, provider, error_message)"
+        " VALUES (%s, %s, 'image_vision_analysis', %s, 'anthropic', 'APITimeoutError')",
+        (uuid4(), AT, SONNET),
+    )
+    before = get(api, "/api/admin/ai-metrics", **RANGE)["totals"]
+    assert (before["cost"], before["unpriced_calls"]) == (None, 1)
+    assert reprice(database_url, only_unpriced=True).changed == 1
+    after = get(api, "/api/admin/ai-metrics", **RANGE)["totals"]
+    assert (Decimal(after["cost"]), after["unpriced_calls"], after["no_usage_calls"]) == (0, 0, 1)
