@@ -91,6 +91,7 @@ def test_schemathesis_finds_no_failure_with_every_check(served: str, tmp_path: P
             "--report-dir", str(tmp_path),
             "--no-color",
         ],
+        cwd=tmp_path,  # schemathesis keeps its state in .schemathesis/ of the cwd
         capture_output=True,
         text=True,
         timeout=240,
