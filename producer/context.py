@@ -15,8 +15,12 @@ def current_job_id() -> str | None:
     return _job_id.get()
 
 
-def set_job(job_id: str | UUID | None) -> Token[str | None]:
-    """Attach every call logged from this context on to ``job_id``; returns a reset token."""
+def set_job(job_id: str | int | UUID | None) -> Token[str | None]:
+    """Attach every call logged from this context on to ``job_id``; returns a reset token.
+
+    ``job_id`` is the job's UUID or any key the service has for it (42, "upload-42"):
+    workers store a key as its derived UUID with the key beside it (producer/jobs.py).
+    """
     return _job_id.set(None if job_id is None else str(job_id))
 
 
@@ -25,7 +29,7 @@ def reset_job(token: Token[str | None]) -> None:
 
 
 @contextmanager
-def job(job_id: str | UUID) -> Iterator[str]:
+def job(job_id: str | int | UUID) -> Iterator[str]:
     """``with producer.job(upload.id):`` — calls logged inside belong to that job."""
     token = set_job(job_id)
     try:

@@ -4,7 +4,8 @@ Works by duck typing on attributes and keys, so that importing it costs nothing:
 (and pydantic) are never imported here. Counts follow the genai-prices / OpenTelemetry
 convention that ailedger prices with: ``input_tokens`` is the total input, cache reads and
 cache writes included; ``cache_read_tokens`` and ``cache_write_tokens`` say how much of it
-was priced at the cache rates.
+was priced at the cache rates, and ``cache_write_1h_tokens`` how much of the writes went to
+Anthropic's 1-hour cache (``usage.cache_creation.ephemeral_1h_input_tokens``), priced higher.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def usage_from_response(response: object) -> dict[str, object]:
     """The model, provider and token counts an SDK response (or its JSON) reports.
 
     Returns only the keys found among ``model``, ``provider``, ``input_tokens``,
-    ``output_tokens``, ``cache_read_tokens`` and ``cache_write_tokens``; ``provider`` is
+    ``output_tokens``, ``cache_read_tokens``, ``cache_write_tokens`` and
+    ``cache_write_1h_tokens``; ``provider`` is
     left out rather than guessed when the response does not say. Never raises: anything
     unrecognised gives ``{}``.
     """
@@ -155,6 +157,14 @@ def _counts(usage: object, shape: str) -> dict[str, object]:
         uncached = _count(_field(usage, "input_tokens"))
         cache_read = _count(_field(usage, "cache_read_input_tokens"))
         cache_write = _count(_field(usage, "cache_creation_input_tokens"))
+        ttl = _field(usage, "cache_creation")
+        one_hour = _count(_field(ttl, "ephemeral_1h_input_tokens"))
+        five_minutes = _count(_field(ttl, "ephemeral_5m_input_tokens"))
+        if one_hour is not None or five_minutes is not None:
+            # The breakdown by TTL adds up to the writes; trust it where the total is missing.
+            split = (one_hour or 0) + (five_minutes or 0)
+            cache_write = split if cache_write is None else max(cache_write, split)
+            counts["cache_write_1h_tokens"] = one_hour or 0
         if uncached is not None:
             counts["input_tokens"] = uncached + (cache_read or 0) + (cache_write or 0)
         output = _count(_field(usage, "output_tokens"))

@@ -26,6 +26,7 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from ailedger.api.app import create_app
+from ailedger.api.figures import group_cost, total_tokens
 from ailedger.api.rollups import floor_time
 from ailedger.cli.commands import app as cli
 from ailedger.demo.traffic import generate_jobs
@@ -79,11 +80,10 @@ def check_stats(got: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     fallbacks = sum(r["action"] == "fallback_to_rules" for r in rows)
     assert got["calls"] == n
     assert {k: got[k] for k in tokens} == tokens
-    assert got["tokens"] == sum(tokens.values())
-    assert Decimal(got["cost"]) == sum(
-        (r["cost"] for r in rows if r["cost"] is not None), Decimal(0)
-    )
+    assert got["tokens"] == total_tokens(tokens["input_tokens"], tokens["output_tokens"])
+    assert cost_of(got) == expected_cost(rows)
     assert got["unpriced_calls"] == sum(r["cost"] is None for r in rows)
+    assert got["no_usage_calls"] == sum(r["cost_source"] == "no_usage" for r in rows)
     assert (got["errors"], got["fallbacks"]) == (errors, fallbacks)
     assert got["error_rate"] == pytest.approx(errors / n)
     assert got["fallback_rate"] == pytest.approx(fallbacks / n)
@@ -102,6 +102,17 @@ def check_stats(got: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         assert got["confidence_mean"] == pytest.approx(mean, rel=1e-12)
     else:
         assert got["confidence_mean"] is None
+
+
+def cost_of(figures: dict[str, Any], key: str = "cost") -> Decimal | None:
+    return None if figures[key] is None else Decimal(figures[key])
+
+
+def expected_cost(rows: list[dict[str, Any]]) -> Decimal | None:
+    """The exact sum of the priced rows; unknown (None) when there are rows and none is priced."""
+    priced = [r["cost"] for r in rows if r["cost"] is not None]
+    unpriced = len(rows) - len(priced)
+    return group_cost(sum(priced, Decimal(0)), len(rows), unpriced)
 
 
 def group(rows: list[dict[str, Any]], key: str) -> dict[str, list[dict[str, Any]]]:
@@ -133,9 +144,7 @@ def check_metrics(body: dict[str, Any], rows: list[dict[str, Any]], bucket: str)
         assert set(point["by_model"]) == set(by_model)
         for model, model_rows in by_model.items():
             assert point["by_model"][model]["calls"] == len(model_rows)
-            assert Decimal(point["by_model"][model]["cost"]) == sum(
-                (r["cost"] or Decimal(0) for r in model_rows), Decimal(0)
-            )
+            assert cost_of(point["by_model"][model]) == expected_cost(model_rows)
         seen += point["calls"]
     assert seen == len(rows)
 
@@ -229,13 +238,9 @@ def check_job_costs(api: TestClient, job_id: str, calls: list[dict[str, Any]]) -
     calls = sorted(calls, key=lambda r: (r["timestamp"], r["id"]))
     body = api.get(f"/api/admin/jobs/{job_id}/ai-costs", headers=AUTH).json()
     assert [c["id"] for c in body["calls"]] == [str(r["id"]) for r in calls]
-    running_cost, running_tokens = Decimal(0), 0
+    running_tokens = 0
     for n, (got, row) in enumerate(zip(body["calls"], calls, strict=True), start=1):
-        running_cost += row["cost"] or 0
-        running_tokens += sum(
-            row[k] or 0
-            for k in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
-        )
+        running_tokens += total_tokens(row["input_tokens"], row["output_tokens"])
         assert (got["task"], got["model"], got["action"], got["latency_ms"]) == (
             row["task"],
             row["model"],
@@ -244,9 +249,9 @@ def check_job_costs(api: TestClient, job_id: str, calls: list[dict[str, Any]]) -
         )
         assert (Decimal(got["cost"]) if got["cost"] else None) == row["cost"]
         assert got["running_calls"] == n and got["running_tokens"] == running_tokens
-        assert Decimal(got["running_cost"]) == running_cost
+        assert cost_of(got, "running_cost") == expected_cost(calls[:n])
     totals = body["totals"]
-    assert totals["calls"] == len(calls) and Decimal(totals["cost"]) == running_cost
+    assert totals["calls"] == len(calls) and cost_of(totals) == expected_cost(calls)
     assert totals["tokens"] == running_tokens and not body["has_more"]
     assert totals["unpriced_calls"] == sum(r["cost"] is None for r in calls)
     return body  # type: ignore[no-any-return]
@@ -260,11 +265,9 @@ def check_image_costs(api: TestClient, image_id: str, calls: list[dict[str, Any]
     for step in body["steps"]:
         mine = steps[step["task"]]
         assert step["calls"] == len(mine)
-        assert Decimal(step["cost"]) == sum((r["cost"] or Decimal(0) for r in mine), Decimal(0))
+        assert cost_of(step) == expected_cost(mine)
         assert step["models"] == sorted({r["model"] for r in mine})
-    assert Decimal(body["total"]["cost"]) == sum(
-        (r["cost"] or Decimal(0) for r in calls), Decimal(0)
-    )
+    assert cost_of(body["total"]) == expected_cost(calls)
     assert body["total"]["calls"] == len(calls)
     assert body["job_ids"] == sorted({str(r["job_id"]) for r in calls})
 
@@ -340,15 +343,36 @@ def test_the_api_connection_cannot_write(api, db) -> None:
         ("/api/admin/ai-metrics", {"from": "0001-01-01T00:00:00+05:00", "to": "0001-01-02"}),
         ("/api/admin/ai-metrics", {"from": "9999-11-01", "to": "9999-12-31", "bucket": "month"}),
         ("/api/admin/ai-metrics", {"to": "999999999999999999999"}),
-        ("/api/admin/jobs/not-a-uuid/ai-costs", {}),
+        ("/api/admin/jobs/" + "k" * 501 + "/ai-costs", {}),
+        ("/api/admin/jobs/upload-42/ai-costs", {"offset": "99999999999999999999"}),
         ("/api/admin/jobs/6f1c1f8e-3b1a-4d8e-9a53-0d8f3c2b1a77/ai-costs", {"limit": "0"}),
         ("/api/admin/jobs/6f1c1f8e-3b1a-4d8e-9a53-0d8f3c2b1a77/ai-costs", {"offset": "-1"}),
     ],
 )
-def test_bad_parameters_get_a_4xx_with_a_message(api, path: str, params: dict[str, str]) -> None:
+def test_bad_parameters_get_a_422_in_the_documented_shape(
+    api, path: str, params: dict[str, str]
+) -> None:
     response = api.get(path, params=params, headers=AUTH)
-    assert 400 <= response.status_code < 500, response.text
-    assert response.json()["detail"]
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    # FastAPI's HTTPValidationError, as the OpenAPI document says: a list of errors.
+    assert isinstance(detail, list) and detail
+    assert all(error["msg"] and error["loc"] for error in detail)
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/api/admin/ai-metrics", {"model": "\x00"}),
+        ("/api/admin/ai-metrics", {"task": "a\x00b"}),
+        ("/api/admin/images/%00/ai-costs", {}),
+        ("/api/admin/jobs/%00/ai-costs", {}),
+    ],
+)
+def test_nul_bytes_are_cleaned_as_the_worker_cleans_them_not_a_500(
+    api, path: str, params: dict[str, str]
+) -> None:
+    assert api.get(path, params=params, headers=AUTH).status_code == 200
 
 
 def test_servers_away_give_503_and_a_null_queue_not_500(settings) -> None:

@@ -231,7 +231,8 @@ def valid_events(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
         "model": draw(st.sampled_from(MODELS) | names),
     }
     optional = {
-        "job_id": st.uuids().map(str) | st.none(),
+        # Any job key: a UUID, an integer, a string (stored as its UUID, the key beside it).
+        "job_id": st.uuids().map(str) | st.none() | st.integers() | names,
         "provider": st.sampled_from(["anthropic", "openai", "together"]) | names,
         "input_tokens": counts,
         "output_tokens": counts,
@@ -256,6 +257,8 @@ def valid_events(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
     for name in ("input_tokens", "output_tokens", "latency_ms", "action", "error_message"):
         if name in event:
             columns[name] = event[name]
+    if isinstance(event.get("job_id"), int):
+        columns["job_key"] = str(event["job_id"])
     for name in ("request_data", "response_data"):
         if name in event:
             columns[name] = event[name]
@@ -275,7 +278,6 @@ STRICT = {
     ],
     "task": NAME_ERRORS,
     "model": NAME_ERRORS,
-    "job_id": ["not-a-uuid", 7, [], {}, "", True],
     "provider": ["", "  ", 5, [], "x" * 201],
     "input_tokens": COUNT_ERRORS,
     "output_tokens": COUNT_ERRORS,
@@ -286,7 +288,8 @@ STRICT = {
 }  # fmt: skip
 BIG = "x" * 300_000
 SOFT = {
-    "image_id": [123, [], {}, True, "x" * 501],
+    "job_id": [[], {}, "", "   ", True, 7.5, "x" * 501],
+    "image_id": [[], {}, True, 1.5, "x" * 501],
     "confidence_score": [-0.5, 1.5, "high", [], True, NAN, HUGE, "NaN"],
     "confidence_breakdown": [
         [], "x", 5, {"model_confidence": 1.5}, {"completeness": -0.1},

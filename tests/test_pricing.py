@@ -8,7 +8,6 @@ import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -31,7 +30,6 @@ from worker.pricing import (
 )
 
 ADMIN_URL = os.environ.get("AILEDGER_TEST_ADMIN_URL", "postgresql://127.0.0.1:5432/postgres")
-OVERRIDES_SQL = Path(__file__).parent.parent / "sql" / "002_price_overrides.sql"
 NOW = datetime.now(UTC)
 JUNE_2025 = datetime(2025, 6, 1, 12, tzinfo=UTC)
 
@@ -269,19 +267,10 @@ def test_price_batch_reads_the_event_fields() -> None:
 
 
 @pytest.fixture
-def overrides_db() -> Iterator[psycopg.Connection[Any]]:
-    """A throwaway database holding only the price_overrides table."""
-    name = f"pricing_{uuid.uuid4().hex}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        with psycopg.connect(make_conninfo(ADMIN_URL, dbname=name), autocommit=True) as conn:
-            conn.execute(OVERRIDES_SQL.read_text())
-            yield conn
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-            admin.execute(drop.format(sql.Identifier(name)))
+def overrides_db(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A migrated database of its own, for its price_overrides table."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn
 
 
 def add_override(

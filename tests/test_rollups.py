@@ -36,10 +36,14 @@ def make_rows(rng: random.Random, n: int, *, start: datetime = T0, hours: int = 
     for _ in range(n):
         priced = rng.random() < 0.8
         fallback = rng.random() < 0.2
+        cache_write = rng.choice((None, None, rng.randint(0, 3_000)))
+        one_hour = None if cache_write is None else rng.choice((None, rng.randint(0, cache_write)))
+        no_usage = priced and rng.random() < 0.1
         rows.append(
             (
                 str(uuid.UUID(int=rng.getrandbits(128), version=4)),
                 start + timedelta(seconds=rng.uniform(0, hours * 3600)),
+                None,
                 None,
                 rng.choice(TASKS),
                 rng.choice(MODELS),
@@ -47,10 +51,13 @@ def make_rows(rng: random.Random, n: int, *, start: datetime = T0, hours: int = 
                 rng.choice((None, rng.randint(0, 5_000))),
                 rng.choice((None, rng.randint(0, 900))),
                 rng.choice((None, None, rng.randint(0, 3_000))),
-                rng.choice((None, None, rng.randint(0, 3_000))),
+                cache_write,
+                one_hour,
                 None,
-                Decimal(rng.randint(0, 10**9)) / Decimal(10**12) if priced else None,
-                "catalog" if priced else "unpriced",
+                Decimal(0 if no_usage else rng.randint(0, 10**9)) / Decimal(10**12)
+                if priced
+                else None,
+                ("no_usage" if no_usage else "catalog") if priced else "unpriced",
                 rng.choice((None, rng.randint(0, 70_000), rng.randint(0, 2_000_000))),
                 rng.choice((None, Decimal(rng.randint(0, 100)) / 100)),
                 None,
@@ -70,11 +77,27 @@ def expected_rollups(conn: psycopg.Connection[Any]) -> dict[tuple[Any, ...], dic
     bounds = conn.execute("SELECT ailedger_latency_bounds()").fetchone()[0]  # type: ignore[index]
     raw = conn.execute(
         "SELECT timestamp, task, model, provider, input_tokens, output_tokens,"
-        " cache_read_tokens, cache_write_tokens, cost, latency_ms, confidence_score, action,"
-        " error_message FROM ai_call_logs"
+        " cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, cost, cost_source,"
+        " latency_ms, confidence_score, action, error_message FROM ai_call_logs"
     ).fetchall()
     out: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for ts, task, model, provider, i, o, cr, cw, cost, lat, conf, action, error in raw:
+    for (
+        ts,
+        task,
+        model,
+        provider,
+        i,
+        o,
+        cr,
+        cw,
+        cw1h,
+        cost,
+        source,
+        lat,
+        conf,
+        action,
+        error,
+    ) in raw:
         for grain in GRAINS:
             key = (grain, floor_time(ts, grain), task, model, provider or "")
             r = out.setdefault(
@@ -95,8 +118,10 @@ def expected_rollups(conn: psycopg.Connection[Any]) -> dict[tuple[Any, ...], dic
             r["output_tokens"] += o or 0
             r["cache_read_tokens"] += cr or 0
             r["cache_write_tokens"] += cw or 0
+            r["cache_write_1h_tokens"] += cw1h or 0
             r["cost"] += cost or 0
             r["unpriced"] += cost is None
+            r["no_usage"] += source == "no_usage"
             if lat is not None:
                 r["latency_count"] += 1
                 r["latency_sum_ms"] += lat

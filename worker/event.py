@@ -25,6 +25,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -39,6 +40,8 @@ OLDEST_TIMESTAMP = datetime(2015, 1, 1, tzinfo=UTC)
 MAX_CLOCK_SKEW = timedelta(days=1)
 MAX_TEXT = 10_000
 MAX_JSON_BYTES = 256 * 1024
+#: Longest job key and image id kept.
+MAX_KEY = 500
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
@@ -51,6 +54,36 @@ def _not_a_boolean(value: Any) -> Any:
 
 
 Count = Annotated[int, BeforeValidator(_not_a_boolean), Field(ge=0, le=INT32_MAX, strict=False)]
+
+
+def _job_ref(value: Any) -> UUID | str:
+    """A job as the service named it: a UUID, or a key (an integer or a string)."""
+    if isinstance(value, UUID):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("must be a UUID, an integer or a string")
+    text = str(value)
+    if isinstance(value, str):
+        try:
+            return UUID(text)
+        except ValueError:
+            pass
+    if not text.strip():
+        raise ValueError("must not be empty")
+    if len(text) > MAX_KEY:
+        raise ValueError(f"a job key is at most {MAX_KEY} characters")
+    return text
+
+
+def _integer_as_text(value: Any) -> Any:
+    # Integer image ids are common (database keys); they are stored as their text.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+#: A job's UUID, or its key as given (``worker.prepare`` derives the UUID, producer/jobs.py).
+JobRef = Annotated[UUID | str, PlainValidator(_job_ref)]
 
 
 def _alias(name: str, *others: str) -> Any:
@@ -68,7 +101,7 @@ class CallEvent(BaseModel):
     model: Name = Field(
         validation_alias=AliasChoices("model", "gen_ai.request.model", "gen_ai.response.model")
     )
-    job_id: UUID | None = None
+    job_id: JobRef | None = None
     provider: Name | None = _alias("provider", "gen_ai.provider.name", "gen_ai.system")
     input_tokens: Count | None = _alias("input_tokens", "gen_ai.usage.input_tokens")
     output_tokens: Count | None = _alias("output_tokens", "gen_ai.usage.output_tokens")
@@ -82,11 +115,16 @@ class CallEvent(BaseModel):
         "gen_ai.usage.cache_creation.input_tokens",
         "gen_ai.usage.cache_creation_input_tokens",
     )
+    #: The part of cache_write_tokens written to a 1-hour cache (Anthropic's ``ttl: 1h``).
+    cache_write_1h_tokens: Count | None = None
     latency_ms: Count | None = None
     cost: Decimal | None = Field(default=None, ge=0, lt=Decimal("1000000"))
     action: Literal["use_ai_result", "fallback_to_rules"] | None = None
     # Soft fields: a bad value is dropped with a note instead of rejecting the call.
-    image_id: Annotated[str, StringConstraints(max_length=500)] | None = None
+    image_id: (
+        Annotated[str, BeforeValidator(_integer_as_text), StringConstraints(max_length=MAX_KEY)]
+        | None
+    ) = None
     #: The service that made the call (an ingest token bound to a service sets it).
     service: Name | None = None
     confidence_score: Decimal | None = Field(default=None, ge=0, le=1)
@@ -149,6 +187,7 @@ class CallEvent(BaseModel):
 #: Fields whose failure drops only the field, not the event.
 SOFT_FIELDS = frozenset(
     {
+        "job_id",
         "image_id",
         "service",
         "confidence_score",
@@ -196,10 +235,10 @@ def _describe(error: Any) -> str:
 
 def _event_id(payload: dict[str, Any]) -> str | None:
     value = payload.get("id")
-    return _clean_str(value[:64]) if isinstance(value, str) else None
+    return storable_text(value[:64]) if isinstance(value, str) else None
 
 
-def _clean_str(value: str) -> str:
+def storable_text(value: str) -> str:
     """Text Postgres can hold: no NUL, no lone surrogates (replaced by U+FFFD)."""
     if "\x00" in value:
         value = value.replace("\x00", "")
@@ -218,7 +257,7 @@ def _clean_top_level(
     for key, value in payload.items():
         if not isinstance(value, str) or not (surrogates or "\x00" in value):
             continue
-        fixed = _clean_str(value)
+        fixed = storable_text(value)
         if fixed != value:
             cleaned = cleaned if cleaned is not None else dict(payload)
             cleaned[key] = fixed
@@ -252,6 +291,17 @@ def _clean_text(event: CallEvent, notes: dict[str, str]) -> None:
         if value is not None and len(value) > MAX_TEXT:
             object.__setattr__(event, name, value[:MAX_TEXT])
             notes[name] = f"truncated to {MAX_TEXT} characters"
+
+
+def _cache_write_total(event: CallEvent, notes: dict[str, str]) -> None:
+    """cache_write_tokens counts every cache write, 1-hour ones included."""
+    one_hour = event.cache_write_1h_tokens
+    if one_hour is not None and (event.cache_write_tokens or 0) < one_hour:
+        if event.cache_write_tokens is not None:
+            notes["cache_write_tokens"] = (
+                f"raised from {event.cache_write_tokens} to the {one_hour} 1-hour cache writes"
+            )
+        object.__setattr__(event, "cache_write_tokens", one_hour)
 
 
 def _clean_json(event: CallEvent, notes: dict[str, str]) -> dict[str, str]:
@@ -318,6 +368,7 @@ def parse_payload(payload: Any, *, lenient_json: bool = False) -> ParsedEvent | 
     if isinstance(encode_error, str):
         notes["producer"] = f"fields the producer could not encode were left out: {encode_error}"
     _clean_text(event, notes)
+    _cache_write_total(event, notes)
     texts = _clean_json(event, notes)
     return ParsedEvent(event, notes, texts)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from producer.jobs import job_uuid
 from producer.scoring import confidence_score, decide_action
 from worker.event import ParsedEvent, Rejection, parse_entry
 from worker.pricing import PriceBook
@@ -110,11 +111,13 @@ def prepare_batch(
             reason = reason or derived
         if priced.cost is None:
             batch.unpriced += 1
+        job_id, job_key = (None, None) if event.job_id is None else job_uuid(event.job_id)
         batch.rows.append(
             (
                 str(event.id),
                 event.timestamp,
-                None if event.job_id is None else str(event.job_id),
+                None if job_id is None else str(job_id),
+                job_key,
                 event.task,
                 event.model,
                 event.provider,
@@ -122,6 +125,7 @@ def prepare_batch(
                 event.output_tokens,
                 event.cache_read_tokens,
                 event.cache_write_tokens,
+                event.cache_write_1h_tokens,
                 event.image_id,
                 priced.cost,
                 priced.source,

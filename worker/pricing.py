@@ -9,8 +9,13 @@ per-million rates with validity windows (and token tiers), so pricing a call is 
 multiplications. Only prices flat rates cannot express (off-peak hours, or a price that
 fails the self-check below) go through the catalog's own ``calc_price`` per call.
 
-Token counts follow genai-prices: ``input_tokens`` includes cache reads and cache writes.
-A model without a cache rate charges cache tokens at the input rate, as the catalog does.
+Token counts follow genai-prices: ``input_tokens`` includes cache reads and cache writes,
+and ``cache_write_tokens`` includes the 1-hour writes (``cache_write_1h_tokens``), priced at
+the 1-hour rate (Anthropic: 2x input; the rest at the 5-minute rate, 1.25x). A model without
+a cache rate charges cache tokens at the input rate, as the catalog does; one without a
+1-hour rate charges 1-hour writes at its cache write rate.
+A failed call that reports no usage at all costs nothing (``no_usage``): there is nothing
+the price is per, and providers do not bill a request that failed.
 When cache reads plus writes exceed input (counts no provider reports), the cache counts
 are trusted and uncached input is 0: the call is never priced negative nor rejected.
 Token tiers are chosen on that corrected input.
@@ -39,10 +44,16 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-CostSource = Literal["catalog", "override", "reported", "unpriced"]
+CostSource = Literal["catalog", "override", "reported", "unpriced", "no_usage"]
 MTOK = Decimal(1_000_000)
 #: The usage ailedger records, named as genai-prices names it.
-USAGE_KEYS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+USAGE_KEYS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+)
 #: Searched first when a call names no provider and the catalog cannot infer one.
 PREFERRED_PROVIDERS = ("openai", "anthropic", "google", "together")
 #: Bound on cached (provider, model) lookups: model names come from producers.
@@ -70,6 +81,7 @@ class PriceRates:
     output_mtok: Decimal | None = None
     cache_read_mtok: Decimal | None = None
     cache_write_mtok: Decimal | None = None
+    cache_write_1h_mtok: Decimal | None = None
     per_request: Decimal | None = None
     per_image: Decimal | None = None
     valid_from: datetime | None = None
@@ -88,6 +100,7 @@ class Priced:
 
 
 UNPRICED = Priced(None, "unpriced")
+NO_USAGE = Priced(Decimal(0), "no_usage")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,13 +116,15 @@ class Override:
     cache_write_mtok: Decimal | None = None
     per_image: Decimal | None = None
     per_request: Decimal | None = None
+    cache_write_1h_mtok: Decimal | None = None
 
 
 # '-infinity' (the column default) cannot be a Python datetime; a row from 'infinity' never applies.
 _SELECT_OVERRIDES = """
 SELECT provider, model,
        CASE WHEN effective_from = '-infinity' THEN NULL ELSE effective_from END,
-       input_mtok, output_mtok, cache_read_mtok, cache_write_mtok, per_image, per_request
+       input_mtok, output_mtok, cache_read_mtok, cache_write_mtok, per_image, per_request,
+       cache_write_1h_mtok
 FROM price_overrides
 WHERE effective_from < 'infinity'
 """
@@ -143,6 +158,7 @@ def index_overrides(overrides: Sequence[Override]) -> OverrideIndex:
                 output_mtok=r.output_mtok,
                 cache_read_mtok=r.cache_read_mtok,
                 cache_write_mtok=r.cache_write_mtok,
+                cache_write_1h_mtok=r.cache_write_1h_mtok,
                 per_request=r.per_request,
                 per_image=r.per_image,
                 valid_from=r.effective_from,
@@ -163,9 +179,17 @@ def in_force(windows: tuple[PriceRates, ...], timestamp: datetime) -> PriceRates
 
 
 def flat_cost(
-    rates: PriceRates, input_tokens: int, output_tokens: int, cache_read: int, cache_write: int
+    rates: PriceRates,
+    input_tokens: int,
+    output_tokens: int,
+    cache_read: int,
+    cache_write: int,
+    cache_write_1h: int = 0,
 ) -> Decimal:
-    """Cost from flat rates; ``input_tokens`` already includes (and covers) the cache tokens."""
+    """Cost from flat rates; ``input_tokens`` already includes (and covers) the cache tokens.
+
+    ``cache_write`` includes (and covers) ``cache_write_1h``.
+    """
     for start, tier in reversed(rates.tiers):
         if input_tokens > start:
             rates = tier
@@ -177,6 +201,12 @@ def flat_cost(
         per_mtok += cache_read * rates.cache_read_mtok
     else:
         uncached += cache_read
+    one_hour_rate = rates.cache_write_1h_mtok
+    if one_hour_rate is None:
+        one_hour_rate = rates.cache_write_mtok
+    if one_hour_rate is not None:
+        per_mtok += cache_write_1h * one_hour_rate
+        cache_write -= cache_write_1h
     if rates.cache_write_mtok is not None:
         per_mtok += cache_write * rates.cache_write_mtok
     else:
@@ -236,10 +266,15 @@ class PriceBook:
         output_tokens: int | None = None,
         cache_read_tokens: int | None = None,
         cache_write_tokens: int | None = None,
+        cache_write_1h_tokens: int | None = None,
         has_image: bool = False,
+        failed: bool = False,
         reported_cost: Decimal | None = None,
     ) -> Priced:
-        """Price one call at the prices in force at ``timestamp``."""
+        """Price one call at the prices in force at ``timestamp``.
+
+        ``failed``: the call ended in an error; with no usage reported it costs nothing.
+        """
         if reported_cost is not None:
             return Priced(reported_cost, "reported")
         self._refresh()
@@ -250,15 +285,17 @@ class PriceBook:
         image_charge = rates.per_image if has_image else None
         tokens = (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
         if tokens == (None,) * 4 and rates.per_request is None and image_charge is None:
-            return UNPRICED  # nothing the price is per is known: $0 would be a guess
+            # Nothing the price is per is known: $0 would be a guess, unless the call failed.
+            return NO_USAGE if failed else UNPRICED
         cr = cache_read_tokens or 0
-        cw = cache_write_tokens or 0
+        cw1h = cache_write_1h_tokens or 0
+        cw = max(cache_write_tokens or 0, cw1h)
         inp = max(input_tokens or 0, cr + cw)
         out = output_tokens or 0
         if rates.catalog_model is None:
-            cost = flat_cost(rates, inp, out, cr, cw)
+            cost = flat_cost(rates, inp, out, cr, cw, cw1h)
         else:
-            calculated = self._calc(rates.catalog_model, timestamp, inp, out, cr, cw)
+            calculated = self._calc(rates.catalog_model, timestamp, inp, out, cr, cw, cw1h)
             if calculated is None:
                 return UNPRICED
             cost = calculated
@@ -277,7 +314,9 @@ class PriceBook:
                 output_tokens=e.output_tokens,
                 cache_read_tokens=e.cache_read_tokens,
                 cache_write_tokens=e.cache_write_tokens,
+                cache_write_1h_tokens=e.cache_write_1h_tokens,
                 has_image=e.image_id is not None,
+                failed=e.error_message is not None,
                 reported_cost=e.cost,
             )
             for e in events
@@ -336,9 +375,16 @@ class PriceBook:
         return catalog_windows(found)
 
     def _calc(
-        self, found: CatalogModel, timestamp: datetime, inp: int, out: int, cr: int, cw: int
+        self,
+        found: CatalogModel,
+        timestamp: datetime,
+        inp: int,
+        out: int,
+        cr: int,
+        cw: int,
+        cw1h: int,
     ) -> Decimal | None:
-        usage = Usage(**dict(zip(USAGE_KEYS, (inp, out, cr, cw), strict=True)))
+        usage = Usage(**dict(zip(USAGE_KEYS, (inp, out, cr, cw, cw1h), strict=True)))
         try:
             result = found.model.calc_price(
                 usage, found.provider, genai_request_timestamp=timestamp
@@ -414,12 +460,12 @@ def _catalog_rates(
     )
     tiers = tuple((s, _rates_at(values, s)) for s in thresholds)
     rates = replace(_rates_at(values, None), valid_from=start, valid_to=end, tiers=tiers)
-    # Other price keys (audio, web searches, 1h cache writes...) cost nothing for the four
-    # token counts ailedger records; check that against the catalog once, on each tier.
+    # Other price keys (audio, web searches...) cost nothing for the token counts ailedger
+    # records; check that against the catalog once, on each tier.
     when = start or (end - timedelta(days=1) if end else datetime.now(UTC))
     for low, high in zip([0, *thresholds], [*thresholds, None], strict=True):
         inp = low + max(1, min(977_113, (high - low) // 2) if high is not None else 977_113)
-        probe = (inp, 12_347, inp // 5, inp // 7)
+        probe = (inp, 12_347, inp // 5, inp // 7, inp // 17)
         usage = Usage(**dict(zip(USAGE_KEYS, probe, strict=True)))
         try:
             expected = found.model.calc_price(
@@ -451,6 +497,7 @@ def _rates_at(values: dict[str, Any], tier_start: int | None) -> PriceRates:
         output_mtok=at("output_mtok"),
         cache_read_mtok=at("cache_read_mtok"),
         cache_write_mtok=at("cache_write_mtok"),
+        cache_write_1h_mtok=at("cache_write_1h_mtok"),
         per_request=requests_kcount / 1000 if requests_kcount is not None else None,
     )
 

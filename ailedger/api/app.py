@@ -18,26 +18,51 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
-from uuid import UUID
 
 import orjson
 import psycopg
 import redis
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
+from pydantic import WithJsonSchema
 
 from ailedger.api import budgets, costs, dashboard, images, jobs, live, rollups, whatif
 from ailedger.api import models as m
+from ailedger.api.figures import group_cost
+from ailedger.api.paths import Stored
 from ailedger.ingest.routes import router as ingest_router
 from ailedger.ops.status import queue_status
 from ailedger.settings import Settings
+from ailedger.settings import reader_url as login_as
 from producer.connection import connect
+from worker.event import MAX_KEY
 
 #: The most timeline buckets one request may ask for (e.g. 5000 minutes = 3.5 days).
 MAX_BUCKETS = 5_000
+#: The furthest a job's calls can be paged (a Postgres integer).
+MAX_OFFSET = 2**31 - 1
+#: A point in time as the API accepts it, and as its OpenAPI document says: an ISO 8601
+#: date-time or date, or Unix time in seconds.
+Moment = Annotated[
+    datetime,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "string", "format": "date"},
+                {"type": "number"},
+            ]
+        }
+    ),
+]
+#: The error answers besides FastAPI's own 422 (documented in the OpenAPI schema too).
+ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": m.ErrorMessage, "description": "Missing or wrong bearer token."},
+    503: {"model": m.ErrorMessage, "description": "Database unavailable or not migrated."},
+}
 #: Module level: endpoint annotations are strings (PEP 563), resolved in this namespace.
 _bearer = HTTPBearer(auto_error=False, description="AILEDGER_API_TOKEN")
 _BUCKET_SPAN = {
@@ -53,10 +78,7 @@ def reader_url(settings: Settings) -> str:
     """Where the API connects: ``api_database_url``, else the database as the reader role."""
     if settings.api_database_url:
         return settings.api_database_url
-    params = conninfo_to_dict(settings.database_url)
-    params.pop("password", None)  # the writer's password is not the reader's
-    params["user"] = settings.api_role
-    return make_conninfo("", **params)
+    return login_as(settings.database_url, settings.api_role, settings.reader_secret())
 
 
 def is_loopback(host: str) -> bool:
@@ -182,14 +204,16 @@ def create_app(settings: Settings) -> FastAPI:
         response_model=m.AIMetrics,
         dependencies=[Depends(admin)],
         tags=["admin"],
+        responses=ADMIN_ERRORS,
     )
     def ai_metrics(
+        *,
         start: Annotated[
-            datetime | None,
+            Moment | None,
             Query(alias="from", description="ISO 8601 or Unix time; default: 24 h before `to`."),
         ] = None,
         end: Annotated[
-            datetime | None, Query(alias="to", description="ISO 8601 or Unix time; default: now.")
+            Moment | None, Query(alias="to", description="ISO 8601 or Unix time; default: now.")
         ] = None,
         bucket: Annotated[
             str | None,
@@ -198,8 +222,12 @@ def create_app(settings: Settings) -> FastAPI:
                 description="Timeline bucket; default: by range (minute ≤ 6 h, hour ≤ 14 d).",
             ),
         ] = None,
-        task: Annotated[list[str] | None, Query(description="Only these tasks.")] = None,
-        model: Annotated[list[str] | None, Query(description="Only these models.")] = None,
+        # Lists without a null branch: in a query string every value is text, so only a
+        # plain array of strings documents what the API accepts.
+        task: Annotated[list[Stored], Query(default_factory=list, description="Only these tasks.")],
+        model: Annotated[
+            list[Stored], Query(default_factory=list, description="Only these models.")
+        ],
     ) -> Response:
         """Totals, cost over time, per model and per task, confidence, fallbacks, queue depth."""
         lo, hi, unit = _range(start, end, bucket)
@@ -213,7 +241,7 @@ def create_app(settings: Settings) -> FastAPI:
             points = rollups.read_timeline(conn, timeline_cover, unit, tasks=task, models=model)
             reasons = rollups.read_fallback_reasons(conn, everything, tasks=task, models=model)
         queue, queue_error = _queue(backends, settings)
-        body = _metrics(lo, hi, unit, task, model, bounds, tallies, points, reasons)
+        body = _metrics(lo, hi, unit, task or None, model or None, bounds, tallies, points, reasons)
         body.update(queue=queue, queue_error=queue_error)
         # Built as plain data and encoded once: a long timeline made of models, validated
         # again on the way out, cost more than all the queries. The shape is m.AIMetrics.
@@ -222,15 +250,26 @@ def create_app(settings: Settings) -> FastAPI:
             media_type="application/json",
         )
 
+    # `:key`: job keys and image ids may hold any text, slashes (S3 keys, paths) included.
     @app.get(
-        "/api/admin/jobs/{job_id}/ai-costs",
+        "/api/admin/jobs/{job_id:key}/ai-costs",
         response_model=m.JobCosts,
         dependencies=[Depends(admin)],
         tags=["admin"],
+        responses=ADMIN_ERRORS,
     )
     def job_costs(
-        job_id: Annotated[UUID, Path(description="The processing job (PDF upload).")],
-        offset: Annotated[int, Query(ge=0, description="Skip this many calls (polling).")] = 0,
+        job_id: Annotated[
+            Stored,
+            Path(
+                max_length=MAX_KEY,
+                description="The processing job (PDF upload): its UUID, or the key the service"
+                " logged it with (42, upload-42).",
+            ),
+        ],
+        offset: Annotated[
+            int, Query(ge=0, le=MAX_OFFSET, description="Skip this many calls (polling).")
+        ] = 0,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1_000,
     ) -> m.JobCosts:
         """Every AI call of a job in order, with running and final totals."""
@@ -238,13 +277,14 @@ def create_app(settings: Settings) -> FastAPI:
             return costs.job_costs(conn, job_id, offset=offset, limit=limit)
 
     @app.get(
-        "/api/admin/images/{image_id}/ai-costs",
+        "/api/admin/images/{image_id:key}/ai-costs",
         response_model=m.ImageCosts,
         dependencies=[Depends(admin)],
         tags=["admin"],
+        responses=ADMIN_ERRORS,
     )
     def image_costs(
-        image_id: Annotated[str, Path(min_length=1, max_length=500)],
+        image_id: Annotated[Stored, Path(max_length=MAX_KEY)],
     ) -> m.ImageCosts:
         """Cost per step (embedding, vision analysis, validation, …) of one image, and the total."""
         with backends.pool().connection() as conn:
@@ -276,7 +316,7 @@ def _range(
         hi = rollups.ceil_time(_utc(end) if end else datetime.now(UTC), "minute")
         lo = rollups.floor_time(_utc(start) if start else hi - timedelta(days=1), "minute")
         if lo >= hi:
-            raise HTTPException(422, "`from` must be before `to`")
+            raise _invalid("from", "`from` must be before `to`", start)
         span = hi - lo
         unit = bucket or (
             "minute"
@@ -289,15 +329,23 @@ def _range(
         rollups.next_time(rollups.floor_time(hi, unit), unit)
         rollups.floor_time(lo, unit)
     except (OverflowError, ValueError) as exc:
-        raise HTTPException(422, f"from/to out of range: {exc}") from None
+        raise _invalid("from", f"from/to out of range: {exc}", start) from None
     buckets = span / _BUCKET_SPAN[unit]
     if buckets > MAX_BUCKETS:
-        raise HTTPException(
-            422,
+        raise _invalid(
+            "bucket",
             f"the range holds {buckets:.0f} {unit} buckets, over the limit of {MAX_BUCKETS}: "
             "ask for a coarser bucket or a shorter range",
+            bucket,
         )
     return lo, hi, unit
+
+
+def _invalid(parameter: str, message: str, value: Any) -> RequestValidationError:
+    """A 422 in FastAPI's own error shape (``detail`` is a list), as the schema documents."""
+    shown = value.isoformat() if isinstance(value, datetime) else value
+    error = {"type": "value_error", "loc": ("query", parameter), "msg": message, "input": shown}
+    return RequestValidationError([error])
 
 
 def _exact(value: Any) -> str:
@@ -335,9 +383,11 @@ def _stats(tally: rollups.Tally, bounds: tuple[int, ...]) -> dict[str, Any]:
         "output_tokens": tally.output_tokens,
         "cache_read_tokens": tally.cache_read_tokens,
         "cache_write_tokens": tally.cache_write_tokens,
+        "cache_write_1h_tokens": tally.cache_write_1h_tokens,
         "tokens": tally.tokens,
-        "cost": tally.cost,
+        "cost": group_cost(tally.cost, tally.calls, tally.unpriced),
         "unpriced_calls": tally.unpriced,
+        "no_usage_calls": tally.no_usage,
         "errors": tally.errors,
         "error_rate": _rate(tally.errors, tally.calls),
         "fallbacks": tally.fallbacks,
@@ -364,7 +414,7 @@ def _metrics(
     models: list[str] | None,
     bounds: tuple[int, ...],
     tallies: dict[rollups.Key, rollups.Tally],
-    points: list[tuple[datetime, str, int, int, Decimal]],
+    points: list[tuple[datetime, str, int, int, Decimal, int]],
     reasons: list[tuple[str, int]],
 ) -> dict[str, Any]:
     """The answer of /api/admin/ai-metrics (without the queue), shaped as m.AIMetrics."""
@@ -379,15 +429,30 @@ def _metrics(
         if provider:
             providers[model].add(provider)
     timeline: dict[datetime, dict[str, Any]] = {
-        start: {"start": start, "calls": 0, "tokens": 0, "cost": Decimal(0), "by_model": {}}
+        start: {
+            "start": start,
+            "calls": 0,
+            "tokens": 0,
+            "cost": Decimal(0),
+            "unpriced_calls": 0,
+            "by_model": {},
+        }
         for start in _bucket_starts(lo, hi, unit)
     }
-    for start, model, calls, tokens, cost in points:
+    for start, model, calls, tokens, cost, unpriced in points:
         point = timeline[start]
         point["calls"] += calls
         point["tokens"] += tokens
         point["cost"] += cost
-        point["by_model"][model] = {"calls": calls, "tokens": tokens, "cost": cost}
+        point["unpriced_calls"] += unpriced
+        point["by_model"][model] = {
+            "calls": calls,
+            "tokens": tokens,
+            "cost": group_cost(cost, calls, unpriced),
+            "unpriced_calls": unpriced,
+        }
+    for point in timeline.values():
+        point["cost"] = group_cost(point["cost"], point["calls"], point["unpriced_calls"])
     hist = total.confidence_hist or [0] * rollups.CONFIDENCE_BINS
     return {
         "range": {"from": lo, "to": hi, "bucket": unit, "tasks": tasks, "models": models},

@@ -14,7 +14,6 @@ import hashlib
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
-from uuid import UUID
 
 import anyio
 from fastapi import APIRouter, Header, Path, Query, Request
@@ -23,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ailedger.api import costs
 from ailedger.api import models as m
+from ailedger.api.paths import Stored
 
 #: How often a stream looks for new calls, and sends a comment to keep proxies open.
 POLL_S = 0.5
@@ -34,20 +34,22 @@ _PAGE = 1_000
 router = APIRouter(tags=["dashboard"])
 
 
-def _read(request: Request, job_id: UUID, offset: int) -> m.JobCosts:
+def _read(request: Request, job_id: str, offset: int) -> m.JobCosts:
     backends: Any = request.app.state.backends
     with backends.pool().connection() as conn:
         return costs.job_costs(conn, job_id, offset=offset, limit=_PAGE)
 
 
 @router.get(
-    "/api/jobs/{job_id}/events",
+    "/api/jobs/{job_id:key}/events",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def job_events(
     request: Request,
-    job_id: Annotated[UUID, Path(description="The processing job (PDF upload).")],
+    job_id: Annotated[
+        Stored, Path(description="The processing job (PDF upload): its UUID or its key.")
+    ],
     offset: Annotated[int, Query(ge=0, description="Calls already received.")] = 0,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
@@ -82,10 +84,12 @@ async def job_events(
     )
 
 
-@router.get("/api/jobs/{job_id}/calls", response_model=m.JobCosts)
+@router.get("/api/jobs/{job_id:key}/calls", response_model=m.JobCosts)
 def job_calls(
     request: Request,
-    job_id: Annotated[UUID, Path(description="The processing job (PDF upload).")],
+    job_id: Annotated[
+        Stored, Path(description="The processing job (PDF upload): its UUID or its key.")
+    ],
     offset: Annotated[int, Query(ge=0)] = 0,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:

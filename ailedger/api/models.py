@@ -1,6 +1,9 @@
 """The shapes of the metrics API's answers (they are also its OpenAPI documentation).
 
 Costs are USD as exact decimals (JSON strings), never floats; rates are fractions.
+A cost is null (unknown, never $0) when its group has calls and none of them is priced;
+``unpriced_calls`` says how many calls a cost leaves out. ``tokens`` is always
+``input_tokens + output_tokens`` (input includes cache reads and writes): the provider's total.
 """
 
 from __future__ import annotations
@@ -25,15 +28,33 @@ class LatencyStats(BaseModel):
     max: int | None
 
 
+TOKENS = (
+    "input_tokens + output_tokens: the total the provider reports and bills "
+    "(input_tokens already includes cache reads and writes)"
+)
+COST = (
+    "USD, exact sum over the priced calls; null when there are calls and none is priced "
+    "(unpriced_calls says how many a sum leaves out)"
+)
+UNPRICED = "Calls of models without a known price: cost unknown, left out of the sum."
+NO_USAGE = (
+    "Failed calls that reported no usage: nothing was billed, counted at $0 "
+    "(cost_source no_usage), not unpriced."
+)
+CACHE_WRITE_1H = "The part of cache_write_tokens written to a 1-hour cache (priced higher)."
+
+
 class CallStats(BaseModel):
     calls: int
-    input_tokens: int
+    input_tokens: int = Field(description="All input, cache reads and writes included.")
     output_tokens: int
     cache_read_tokens: int
     cache_write_tokens: int
-    tokens: int = Field(description="All four token counts together.")
-    cost: Decimal = Field(description="USD, exact sum over the priced calls.")
-    unpriced_calls: int = Field(description="Calls of models without a known price (no cost).")
+    cache_write_1h_tokens: int = Field(description=CACHE_WRITE_1H)
+    tokens: int = Field(description=TOKENS)
+    cost: Decimal | None = Field(description=COST)
+    unpriced_calls: int = Field(description=UNPRICED)
+    no_usage_calls: int = Field(description=NO_USAGE)
     errors: int
     error_rate: float | None
     fallbacks: int
@@ -54,15 +75,17 @@ class TaskStats(CallStats):
 
 class ModelPoint(BaseModel):
     calls: int
-    tokens: int
-    cost: Decimal
+    tokens: int = Field(description=TOKENS)
+    cost: Decimal | None = Field(description=COST)
+    unpriced_calls: int = Field(description=UNPRICED)
 
 
 class TimelinePoint(BaseModel):
     start: datetime
     calls: int
-    tokens: int
-    cost: Decimal
+    tokens: int = Field(description=TOKENS)
+    cost: Decimal | None = Field(description=COST)
+    unpriced_calls: int = Field(description=UNPRICED)
     by_model: dict[str, ModelPoint]
 
 
@@ -121,28 +144,36 @@ class JobCall(BaseModel):
     output_tokens: int | None
     cache_read_tokens: int | None
     cache_write_tokens: int | None
+    cache_write_1h_tokens: int | None = Field(description=CACHE_WRITE_1H)
     image_id: str | None
-    cost: Decimal | None
-    cost_source: str
+    cost: Decimal | None = Field(description="USD; null when the call is unpriced.")
+    cost_source: str = Field(
+        description="catalog, override, reported, unpriced (no price: cost null) or no_usage "
+        "(a failed call that reported no usage: $0)"
+    )
     latency_ms: int | None
     confidence_score: Decimal | None
     action: str | None
     fallback_reason: str | None
     error_message: str | None
     running_calls: int
-    running_tokens: int
-    running_cost: Decimal
+    running_tokens: int = Field(description=TOKENS)
+    running_cost: Decimal | None = Field(
+        description="USD over the calls so far; null while none of them is priced."
+    )
 
 
 class CostTotals(BaseModel):
     calls: int
-    input_tokens: int
+    input_tokens: int = Field(description="All input, cache reads and writes included.")
     output_tokens: int
     cache_read_tokens: int
     cache_write_tokens: int
-    tokens: int
-    cost: Decimal
-    unpriced_calls: int
+    cache_write_1h_tokens: int = Field(description=CACHE_WRITE_1H)
+    tokens: int = Field(description=TOKENS)
+    cost: Decimal | None = Field(description=COST)
+    unpriced_calls: int = Field(description=UNPRICED)
+    no_usage_calls: int = Field(description=NO_USAGE)
     errors: int
     fallbacks: int
     latency_ms: int = Field(description="Sum of the calls' latencies.")
@@ -151,7 +182,10 @@ class CostTotals(BaseModel):
 
 
 class JobCosts(BaseModel):
-    job_id: UUID
+    job_id: UUID = Field(description="The job's UUID (derived from its key when it has one).")
+    job_key: str | None = Field(
+        description="The key the job was asked for by, when it is not a UUID (42, upload-42)."
+    )
     totals: CostTotals
     calls: list[JobCall] = Field(description="In order; running totals count from the first.")
     offset: int
@@ -168,3 +202,9 @@ class ImageCosts(BaseModel):
     steps: list[ImageStep]
     total: CostTotals
     job_ids: list[UUID]
+
+
+class ErrorMessage(BaseModel):
+    """An error the API explains in one sentence (401, 503)."""
+
+    detail: str

@@ -20,6 +20,8 @@ from typing import Any
 
 import psycopg
 
+from ailedger.api.figures import total_tokens, total_tokens_sql
+
 #: Rollup grains, coarsest first.
 GRAINS = ("day", "hour", "minute")
 #: Timeline buckets the API offers; week and month are built from day rows.
@@ -108,19 +110,21 @@ class Tally:
     latency_max_ms: int | None = None
     confidence_count: int = 0
     confidence_sum: Decimal = Decimal(0)
+    cache_write_1h_tokens: int = 0
+    no_usage: int = 0
     latency_hist: list[int] = field(default_factory=list)
     confidence_hist: list[int] = field(default_factory=list)
 
     @property
     def tokens(self) -> int:
-        cached = self.cache_read_tokens + self.cache_write_tokens
-        return self.input_tokens + self.output_tokens + cached
+        return total_tokens(self.input_tokens, self.output_tokens)
 
     def add(self, other: Tally) -> None:
         for name in (
             "calls", "errors", "fallbacks", "input_tokens", "output_tokens",
             "cache_read_tokens", "cache_write_tokens", "cost", "unpriced",
             "latency_count", "latency_sum_ms", "confidence_count", "confidence_sum",
+            "cache_write_1h_tokens", "no_usage",
         ):  # fmt: skip
             setattr(self, name, getattr(self, name) + getattr(other, name))
         if other.latency_max_ms is not None:
@@ -159,7 +163,8 @@ _TALLY_COLUMNS = """
     sum(r.cache_read_tokens)::bigint, sum(r.cache_write_tokens)::bigint,
     sum(r.cost), sum(r.unpriced)::bigint, sum(r.latency_count)::bigint,
     sum(r.latency_sum_ms)::bigint, max(r.latency_max_ms),
-    sum(r.confidence_count)::bigint, sum(r.confidence_sum)"""
+    sum(r.confidence_count)::bigint, sum(r.confidence_sum),
+    sum(r.cache_write_1h_tokens)::bigint, sum(r.no_usage)::bigint"""
 
 
 def _where(
@@ -210,7 +215,7 @@ def read_tallies(
     query = f"""SELECT r.task, r.model, r.provider,{_TALLY_COLUMNS}, {buckets}
         FROM ai_call_rollups r WHERE {where} GROUP BY 1, 2, 3"""
     tallies: dict[Key, Tally] = {}
-    scalars = 14
+    scalars = 16
     for task, model, provider, *sums in conn.execute(query, params):
         tally = Tally(*sums[:scalars])
         histograms = [int(v or 0) for v in sums[scalars:]]
@@ -227,14 +232,12 @@ def read_timeline(
     *,
     tasks: Sequence[str] | None = None,
     models: Sequence[str] | None = None,
-) -> list[tuple[datetime, str, int, int, Decimal]]:
-    """(bucket start, model, calls, tokens, cost) for each bucket and model with calls."""
+) -> list[tuple[datetime, str, int, int, Decimal, int]]:
+    """(bucket start, model, calls, tokens, cost, unpriced) for each bucket and model with calls."""
     where, params = _where(segments, tasks, models)
     query = f"""
         SELECT date_trunc(%s, r.bucket_start, 'UTC'), r.model, sum(r.calls)::bigint,
-               sum(r.input_tokens + r.output_tokens + r.cache_read_tokens
-                   + r.cache_write_tokens)::bigint,
-               sum(r.cost)
+               sum({total_tokens_sql("r")})::bigint, sum(r.cost), sum(r.unpriced)::bigint
         FROM ai_call_rollups r WHERE {where}
         GROUP BY 1, 2 HAVING sum(r.calls) > 0 ORDER BY 1, 2"""
     rows = conn.execute(query, [bucket, *params])

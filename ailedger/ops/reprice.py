@@ -26,7 +26,8 @@ log = structlog.get_logger("ailedger.reprice")
 
 _SELECT = """
 SELECT id, timestamp, provider, model, input_tokens, output_tokens,
-       cache_read_tokens, cache_write_tokens, image_id, cost, cost_source
+       cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, image_id,
+       error_message IS NOT NULL, cost, cost_source
 FROM ai_call_logs
 WHERE cost_source <> 'reported' AND id > %(after)s {filters}
 ORDER BY id
@@ -76,7 +77,8 @@ def reprice(
             params["after"] = rows[-1][0]
             changes = []
             for row in rows:
-                (_id, ts, provider, model, tin, tout, tcr, tcw, image_id, cost, source) = row
+                (_id, ts, provider, model, tin, tout, tcr, tcw, tcw1h, image_id, failed, cost,
+                 source) = row  # fmt: skip
                 priced = book.price(
                     provider,
                     model,
@@ -85,7 +87,9 @@ def reprice(
                     output_tokens=tout,
                     cache_read_tokens=tcr,
                     cache_write_tokens=tcw,
+                    cache_write_1h_tokens=tcw1h,
                     has_image=image_id is not None,
+                    failed=failed,
                 )
                 result.examined += 1
                 if priced.cost is None:
