@@ -94,7 +94,7 @@ def test_schemathesis_finds_no_failure_with_every_check(served: str, tmp_path: P
         cwd=tmp_path,  # schemathesis keeps its state in .schemathesis/ of the cwd
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
     assert "4 selected / 4 total" in result.stdout, result.stdout

@@ -67,6 +67,7 @@ def make_rows(rng: random.Random, n: int, *, start: datetime = T0, hours: int = 
                 None,
                 "RateLimitError: 429" if rng.random() < 0.05 else None,
                 None,
+                None,  # service
             )
         )
     return rows

@@ -25,12 +25,16 @@ DESCRIPTIONS = {
     " less latency_ms when absent.",
     "task": "What the call was for, e.g. material_classification.",
     "model": "The model as the provider names it, e.g. claude-3-5-sonnet-20241022.",
-    "job_id": "The processing job (e.g. a PDF upload) the call belongs to.",
+    "job_id": "The processing job (e.g. a PDF upload) the call belongs to: a UUID, or the"
+    " platform's own key (an integer or a string), stored as a UUID derived from it with"
+    " the key kept beside it.",
     "provider": "anthropic, openai, together, ...: disambiguates pricing.",
     "input_tokens": "The whole input, cache reads and writes included.",
     "output_tokens": "Tokens generated.",
     "cache_read_tokens": "The part of input_tokens read from the provider's cache.",
     "cache_write_tokens": "The part of input_tokens written to the provider's cache.",
+    "cache_write_1h_tokens": "The part of cache_write_tokens written to Anthropic's 1-hour"
+    " cache (priced at 2x the input rate; the rest at the 5-minute rate).",
     "latency_ms": "How long the call took, in milliseconds.",
     "cost": "USD, when the service knows it; the worker prices the call otherwise.",
     "action": "What the service did with the answer; derived by the worker when absent.",

@@ -31,7 +31,8 @@ DAY_S = 86_400
 
 
 def _settings(flags: dict[str, Any]) -> Settings:
-    # Only URLs and names travel in the job: secrets come from the worker's environment.
+    # Only names travel in the job (it is stored in Redis): the servers and every secret
+    # come from the `ailedger jobs` worker's own environment.
     return Settings(**flags)
 
 
@@ -67,12 +68,8 @@ def retention_job(**flags: Any) -> list[str]:
 
 
 def job_flags(settings: Settings) -> dict[str, Any]:
-    return {
-        "redis_url": settings.redis_url,
-        "database_url": settings.database_url,
-        "stream": settings.stream,
-        "group": settings.group,
-    }
+    """What a scheduled job carries: names only, never a URL (it may hold a password)."""
+    return {"stream": settings.stream, "group": settings.group}
 
 
 def build_scheduler(connection: Any, settings: Settings) -> Any:
