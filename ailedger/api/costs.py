@@ -57,9 +57,7 @@ _TOTALS_COLUMNS = """
        coalesce(sum(output_tokens), 0) AS output_tokens,
        coalesce(sum(cache_read_tokens), 0) AS cache_read_tokens,
        coalesce(sum(cache_write_tokens), 0) AS cache_write_tokens,
-       coalesce(sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0)
-                    + coalesce(cache_read_tokens, 0) + coalesce(cache_write_tokens, 0)), 0)
-           AS tokens,
+       coalesce(sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0)), 0) AS tokens,
        coalesce(sum(cost), 0) AS cost,
        count(*) FILTER (WHERE cost IS NULL) AS unpriced_calls,
        count(*) FILTER (WHERE error_message IS NOT NULL) AS errors,
@@ -77,9 +75,7 @@ SELECT * FROM (
            cache_read_tokens, cache_write_tokens, image_id, cost, cost_source, latency_ms,
            confidence_score, action, fallback_reason, error_message,
            row_number() OVER w AS running_calls,
-           sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0)
-               + coalesce(cache_read_tokens, 0) + coalesce(cache_write_tokens, 0)) OVER w
-               AS running_tokens,
+           sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0)) OVER w AS running_tokens,
            coalesce(sum(cost) OVER w, 0) AS running_cost
     FROM ai_call_logs WHERE job_id = %s
     WINDOW w AS (ORDER BY timestamp, id ROWS UNBOUNDED PRECEDING)

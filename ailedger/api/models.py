@@ -31,7 +31,10 @@ class CallStats(BaseModel):
     output_tokens: int
     cache_read_tokens: int
     cache_write_tokens: int
-    tokens: int = Field(description="All four token counts together.")
+    tokens: int = Field(
+        description="Input plus output tokens, what providers bill and report; input"
+        " already includes the cache reads and writes."
+    )
     cost: Decimal = Field(description="USD, exact sum over the priced calls.")
     unpriced_calls: int = Field(description="Calls of models without a known price (no cost).")
     errors: int

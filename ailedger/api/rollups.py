@@ -113,8 +113,8 @@ class Tally:
 
     @property
     def tokens(self) -> int:
-        cached = self.cache_read_tokens + self.cache_write_tokens
-        return self.input_tokens + self.output_tokens + cached
+        # input_tokens already holds the cache reads and writes (SPEC §2).
+        return self.input_tokens + self.output_tokens
 
     def add(self, other: Tally) -> None:
         for name in (
@@ -232,8 +232,7 @@ def read_timeline(
     where, params = _where(segments, tasks, models)
     query = f"""
         SELECT date_trunc(%s, r.bucket_start, 'UTC'), r.model, sum(r.calls)::bigint,
-               sum(r.input_tokens + r.output_tokens + r.cache_read_tokens
-                   + r.cache_write_tokens)::bigint,
+               sum(r.input_tokens + r.output_tokens)::bigint,
                sum(r.cost)
         FROM ai_call_rollups r WHERE {where}
         GROUP BY 1, 2 HAVING sum(r.calls) > 0 ORDER BY 1, 2"""
