@@ -72,19 +72,22 @@ def answers(url: str) -> bool:
 
 
 @contextmanager
-def ailedger_serve(settings: Any, *, port: int | None = None, **env: str) -> Iterator[str]:
-    """A live `ailedger serve` on the test's servers; yields its base URL."""
+def ailedger_serve(
+    settings: Any, log: Path, *, port: int | None = None, **env: str
+) -> Iterator[str]:
+    """A live `ailedger serve` on the test's servers, its log lines in ``log``; yields its URL."""
     port = port or free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ailedger.cli", "serve", "--port", str(port)],
-        env={**cli_env(settings), "AILEDGER_API_TOKEN": ADMIN_TOKEN, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    with log.open("ab") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ailedger.cli", "serve", "--port", str(port)],
+            env={**cli_env(settings), "AILEDGER_API_TOKEN": ADMIN_TOKEN, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
     base = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
-        assert proc.poll() is None, proc.stderr.read()  # type: ignore[union-attr]
+        assert proc.poll() is None, log.read_text(errors="replace")
         return answers(f"{base}/healthz")
 
     try:

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import redis
 
 import producer
 from tests.edge_processes import (
@@ -31,6 +32,7 @@ from tests.edge_processes import (
     edge_function,
     tool_env,
 )
+from tests.faults import RedisServer, free_port, wait_for
 from tests.ingest_helpers import FREE, TOKENS, rows_by_id
 
 SCOUT = "meta-llama/Llama-4-Scout-17B-16E-Instruct"
@@ -55,8 +57,8 @@ def toolchain() -> Toolchain:
 
 
 @pytest.fixture
-def serve(settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    with ailedger_serve(settings, AILEDGER_INGEST_TOKENS=TOKENS) as base:
+def serve(settings, tmp_path: Path) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    with ailedger_serve(settings, tmp_path / "serve.log", AILEDGER_INGEST_TOKENS=TOKENS) as base:
         yield base
 
 
@@ -236,3 +238,79 @@ def test_the_example_type_checks_against_the_producers_types(toolchain, tmp_path
         check=False,
     )  # fmt: skip
     assert checked.returncode == 0, checked.stderr
+
+
+def ingest_answers(serve_log: Path, status: int) -> int:
+    """How many ingest requests serve's access log shows answered with ``status``."""
+    lines = serve_log.read_text(errors="replace").splitlines()
+    events = [orjson.loads(line).get("event", "") for line in lines if line.startswith("{")]
+    return sum('"POST /api/ingest HTTP/1.1" ' + str(status) in e for e in events)
+
+
+def test_an_outage_of_the_ledger_delays_nothing_and_loses_nothing(
+    toolchain, settings, db, run_burst, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Nothing listening, then serve answering 503 (its Redis down), then Redis back."""
+    port = free_port()
+    redis_server = RedisServer(tmp_path / "redis")  # not started yet: serve answers 503
+    ledger = settings.model_copy(update={"redis_url": redis_server.url})
+    serve_log = tmp_path / "serve.log"
+    endpoint = f"http://127.0.0.1:{port}"
+    jobs = [str(uuid.uuid4()), str(uuid.uuid4())]
+    ids: list[str] = []
+    try:
+        with edge_function(
+            toolchain,
+            tmp_path,
+            AILEDGER_ENDPOINT=endpoint,
+            AILEDGER_INGEST_TOKEN=FREE,
+            EDGE_RUNTIME="1",  # as on Supabase: the flush is handed to EdgeRuntime.waitUntil
+        ) as function:
+            for job in jobs:  # answered at once although the ledger is away
+                answer = function.call({"job_id": job, "text": PDF_TEXT}, timeout=5)
+                assert answer.status_code == 200, answer.text
+                ids += answer.json()["calls"]
+            wait_for(lambda: "cannot deliver" in function.stderr(), what="the outage reported")
+            with ailedger_serve(ledger, serve_log, port=port, AILEDGER_INGEST_TOKENS=TOKENS):
+                wait_for(
+                    lambda: ingest_answers(serve_log, 503),
+                    what="serve refusing the logger's batch with 503",
+                )
+                redis_server.start()
+                stream = redis.Redis.from_url(redis_server.url)
+                wait_for(
+                    lambda: stream.xlen(settings.stream) >= len(ids),
+                    timeout=40,
+                    what="the buffered events reaching Redis",
+                )
+                assert stream.xlen(settings.stream) == len(ids)  # each sent once
+                stream.close()
+            warnings = function.stderr()
+        run_burst(redis_url=redis_server.url)
+    finally:
+        redis_server.stop()
+    rows = rows_by_id(db)
+    assert set(rows) == set(ids) and len(ids) == 4
+    assert sorted(str(r["job_id"]) for r in rows.values()) == sorted(jobs * 2)
+    # One warning for the whole outage, refused connections and 503s alike.
+    assert warnings.count("cannot deliver") == 1, warnings
+
+
+def test_a_wrong_ingest_token_is_said_once_and_never_breaks_the_function(
+    toolchain, serve, settings, db, run_burst, redis_client, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    wrong = "not-an-ingest-token-4242424242"
+    with edge_function(
+        toolchain, tmp_path, AILEDGER_ENDPOINT=serve, AILEDGER_INGEST_TOKEN=wrong
+    ) as function:
+        for _ in range(3):
+            answer = function.call({"job_id": str(uuid.uuid4()), "text": PDF_TEXT})
+            assert answer.status_code == 200, answer.text
+        warnings = function.stderr()
+    refusals = [line for line in warnings.splitlines() if "refused the logger" in line]
+    assert len(refusals) == 1, warnings
+    assert "HTTP 401" in refusals[0] and "check the ingest token" in refusals[0]
+    assert wrong not in warnings
+    assert redis_client.xlen(settings.stream) == 0
+    run_burst()
+    assert rows_by_id(db) == {}
