@@ -314,3 +314,27 @@ def test_a_wrong_ingest_token_is_said_once_and_never_breaks_the_function(
     assert redis_client.xlen(settings.stream) == 0
     run_burst()
     assert rows_by_id(db) == {}
+
+
+def test_a_failed_model_call_is_recorded_as_a_fallback_and_the_function_says_so(
+    toolchain, serve, db, run_burst, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    job = str(uuid.uuid4())
+    with edge_function(
+        toolchain,
+        tmp_path,
+        AILEDGER_ENDPOINT=serve,
+        AILEDGER_INGEST_TOKEN=FREE,
+        EDGE_FAIL_HOSTS="api.anthropic.com",  # Anthropic answers 529, overloaded
+    ) as function:
+        answer = function.call({"job_id": job, "text": PDF_TEXT})
+    assert answer.status_code == 502
+    assert "Anthropic answered 529" in answer.json()["error"]
+    run_burst()
+    rows = {r["task"]: r for r in rows_by_id(db).values()}
+    assert set(rows) == {"material_analysis", "material_classification"}
+    failed = rows["material_classification"]
+    assert str(failed["job_id"]) == job and failed["model"] == HAIKU
+    assert failed["error_message"].startswith("ProviderError: Anthropic answered 529")
+    assert failed["action"] == "fallback_to_rules"
+    assert rows["material_analysis"]["action"] == "use_ai_result"

@@ -49,6 +49,10 @@ export function ledger(): AICallLogger | undefined {
 /** What a function knows about a call beyond the provider's response. */
 export interface CallContext {
   task: string;
+  /** The model asked for: recorded when the response does not say (a failed call). */
+  model?: string;
+  /** Why the call failed; recorded as `error_message`, with `action: "fallback_to_rules"`. */
+  error?: unknown;
   /** The processing job (the PDF upload) the call was made for. */
   jobId?: string;
   imageId?: string;
@@ -60,7 +64,10 @@ export interface CallContext {
   extra?: Partial<CallFields>;
 }
 
-function fields(response: unknown, provider: string, model: string, context: CallContext): CallFields {
+function fields(response: unknown, provider: string, context: CallContext): CallFields {
+  const reported = (response as { model?: unknown } | null | undefined)?.model;
+  const model = typeof reported === "string" && reported ? reported : context.model ?? "unknown";
+  const error = context.error;
   return {
     ...context.extra,
     task: context.task,
@@ -72,23 +79,26 @@ function fields(response: unknown, provider: string, model: string, context: Cal
     ...(context.latencyMs !== undefined && { latency_ms: Math.round(context.latencyMs) }),
     ...(context.request !== undefined && { request_data: context.request }),
     ...(context.confidence !== undefined && { confidence_breakdown: context.confidence }),
+    ...(error !== undefined && {
+      error_message: error instanceof Error ? error : String(error),
+      action: "fallback_to_rules" as const,
+    }),
   };
 }
 
 /**
  * Record one Anthropic Messages API call from its response (the JSON or the SDK object):
  * model and token counts, cache reads and writes included, come from `response.usage`.
- * Returns the event id ("" when the logger is not configured). Never throws.
+ * For a failed call pass `undefined`, `model` and `error`. Returns the event id ("" when
+ * the logger is not configured). Never throws.
  */
 export function logAnthropic(response: unknown, context: CallContext): string {
-  const model = (response as { model?: unknown } | null)?.model;
-  return ledger()?.log(fields(response, "anthropic", typeof model === "string" ? model : "unknown", context)) ?? "";
+  return ledger()?.log(fields(response, "anthropic", context)) ?? "";
 }
 
 /** Record one Together AI chat completion from its response (OpenAI-compatible JSON). */
 export function logTogether(response: unknown, context: CallContext): string {
-  const model = (response as { model?: unknown } | null)?.model;
-  return ledger()?.log(fields(response, "together", typeof model === "string" ? model : "unknown", context)) ?? "";
+  return ledger()?.log(fields(response, "together", context)) ?? "";
 }
 
 /**

@@ -124,13 +124,20 @@ export function createOrchestrator(options: OrchestratorOptions = {}): (request:
       messages: [{ role: "user", content: JSON.stringify({ materials }) }],
     };
     const started = performance.now();
-    const response = await postJson(
-      send,
-      ANTHROPIC_URL,
-      { "x-api-key": anthropicKey, "anthropic-version": "2023-06-01" },
-      request,
-      "Anthropic",
-    );
+    let response: unknown;
+    try {
+      response = await postJson(
+        send,
+        ANTHROPIC_URL,
+        { "x-api-key": anthropicKey, "anthropic-version": "2023-06-01" },
+        request,
+        "Anthropic",
+      );
+    } catch (error) {
+      const latencyMs = performance.now() - started;
+      logAnthropic(undefined, { task: "material_classification", model: ANTHROPIC_MODEL, jobId, latencyMs, request, error });
+      throw error;
+    }
     const latencyMs = performance.now() - started;
     const text = ((response as { content?: { type?: string; text?: string }[] }).content ?? [])
       .filter((block) => block.type === "text")
