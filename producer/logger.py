@@ -6,9 +6,11 @@ doing. Everything else (usage extraction, redaction, encoding, the network, the 
 spool) happens in the sender thread, which XADDs pipelined batches.
 
 The sender (``producer/sender.py``) spools to disk what Redis cannot take
-(``producer/spool.py``) and replays it in order. The caller's thread never touches
-the disk, so the buffer only has to absorb the sender's longest stall; an event that
-still finds it full is dropped and counted, as are events that find the spool full too.
+(``producer/spool.py``) and replays it in order, and spills a burst to disk as soon as
+the buffer holds more than a few batches (``spill_at``), faster than callers can log.
+The caller's thread never touches the disk, so the buffer only has to absorb the
+sender's longest stall; an event that still finds it full is dropped and counted, as
+are events that find the spool full too.
 """
 
 from __future__ import annotations
@@ -43,16 +45,24 @@ _loggers: weakref.WeakSet[AICallLogger] = weakref.WeakSet()
 
 @dataclass(frozen=True, slots=True)
 class ProducerStats:
-    """What the logger has done so far; all counts since the logger (or a forked child) began."""
+    """What the logger has done so far; all counts since the logger (or a forked child) began.
+
+    Counts are of this logger's own events, except ``replayed``, which includes what it
+    sent for writers that are gone.
+
+    At a quiet moment ``logged == sent + buffered + spooled + dropped + in_flight``.
+    """
 
     logged: int
     sent: int  # reached Redis, directly or from the spool
     dropped: int  # lost: buffer full, spool full too, or logged after close()
     send_errors: int
     buffered: int  # in memory, waiting for the sender
-    spooled: int  # written to the spool because Redis could not take them (in time)
+    spooled: int  # on disk (or in the memory spool) now, not yet sent
     replayed: int  # sent from the spool, including what a previous process left there
     spool_skipped: int  # damaged spool records that could not be read back
+    spooled_total: int  # ever written to the spool: Redis away, or a burst
+    in_flight: int  # taken by the sender, not yet sent, spooled or dropped
 
 
 class AICallLogger:
@@ -95,6 +105,11 @@ class AICallLogger:
         self._client = client
         self.max_buffer = max_buffer
         self.batch_size = batch_size
+        #: Past this many buffered events the sender spills to disk instead of sending
+        #: directly: callers are logging faster than it sends.
+        self.spill_at = max(4 * batch_size, max_buffer // 20)
+        #: Events spilled per round (one write): a few milliseconds of the sender's time.
+        self.spill_chunk = 16 * batch_size
         self.flush_interval = flush_interval
         self.max_payload_bytes = max_payload_bytes
         self.exit_timeout = exit_timeout
@@ -148,31 +163,40 @@ class AICallLogger:
                 if job_id is not None:
                     fields["job_id"] = job_id
             self._logged += 1
-            if self.closed or len(self._buffer) >= self.max_buffer:
+            buffer = self._buffer
+            if self.closed or len(buffer) >= self.max_buffer:
                 # No disk writes here: they would cost the caller milliseconds. The
-                # sender spills to disk long before this in any outage it can see.
+                # sender spills to disk long before this, unless it is starved or stuck.
                 self.dropped_by_callers += 1
                 self._wake.set()
                 return str(event_id)
-            self._buffer.append(fields)
+            buffer.append(fields)
             if self._thread is None:
                 self._start_sender()
-            elif len(self._buffer) >= self.batch_size:
-                self._wake.set()
+            elif len(buffer) >= self.batch_size and not self._wake.is_set():
+                self._wake.set()  # Event.set() takes a lock: only when it changes something
             return str(event_id)
         except Exception:  # the promise: logging never breaks the caller
             self.dropped_by_callers += 1
             return ""
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until everything logged before this call is sent; False on timeout."""
+        """Wait until everything logged before this call has reached Redis.
+
+        False on timeout, while events are spooled (spooled is not sent), and when an
+        event logged since the previous ``flush()`` was dropped.
+        """
         if self._thread is None or not self._thread.is_alive():
             spool = self._sender.spool
-            return not self._buffer and (spool is None or spool.empty)
+            return (
+                not self._buffer
+                and (spool is None or spool.empty)
+                and self.dropped_by_callers + self._sender.spool_dropped == 0
+            )
         marker = FlushMarker(threading.Event())
         self._buffer.append(marker)
         self._wake.set()
-        return marker.done.wait(timeout)
+        return marker.done.wait(timeout) and marker.clean
 
     def close(self, timeout: float | None = None) -> bool:
         """Flush with a deadline, spool what is left, stop the sender. True if all was sent."""
@@ -217,6 +241,8 @@ class AICallLogger:
             spooled=sender.spooled,
             replayed=sender.replayed,
             spool_skipped=spool.skipped if spool is not None else 0,
+            spooled_total=sender.spooled_total,
+            in_flight=sender.in_flight + len(sender._pending),
         )
 
     def _start_sender(self) -> None:
