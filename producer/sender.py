@@ -91,6 +91,7 @@ class Sender:
         self,
         owner: AICallLogger,
         buffer: deque[Any],
+        packed: deque[tuple[bytes | list[Any], int]],
         wake: threading.Event,
         *,
         client: redis.Redis | None,
@@ -99,6 +100,7 @@ class Sender:
     ) -> None:
         self._owner = owner
         self._buffer = buffer
+        self._packed = packed
         self._wake = wake
         self._client = client
         self.work_lock = work_lock
@@ -130,7 +132,7 @@ class Sender:
 
     def mode(self, spool: Spool) -> Mode:
         """Direct while the spool is empty, Redis is not in backoff and callers are not ahead."""
-        behind = len(self._buffer) > self._owner.spill_at
+        behind = len(self._buffer) > self._owner.spill_at or bool(self._packed)
         if spool.empty and time.monotonic() >= self.retry_at and not behind:
             return Mode.DIRECT
         return Mode.SPOOLING
@@ -310,15 +312,23 @@ class Sender:
         A batch of plain fields costs one orjson call and no Python per event; a batch
         holding anything else (a flush marker, an SDK object) is taken item by item.
         """
-        popleft = self._buffer.popleft
-        items = [popleft() for _ in range(min(len(self._buffer), self._owner.spill_chunk))]
-        self.in_flight = len(items)
-        batch_size = self._owner.batch_size
         records: list[bytes] = []
         counts: list[int] = []
+        batches: list[list[Any]] = []
+        for _ in range(len(self._packed)):  # older than anything still in the buffer
+            packed, events = self._packed.popleft()
+            if isinstance(packed, bytes):
+                records.append(packed)
+                counts.append(events)
+            else:
+                batches.append(packed)
+        popleft = self._buffer.popleft
+        items = [popleft() for _ in range(min(len(self._buffer), self._owner.spill_chunk))]
+        self.in_flight = len(items) + sum(counts) + sum(len(b) for b in batches)
+        batch_size = self._owner.batch_size
+        batches += [items[start : start + batch_size] for start in range(0, len(items), batch_size)]
         stop = False
-        for start in range(0, len(items), batch_size):
-            batch = items[start : start + batch_size]
+        for batch in batches:
             record = spill_batch(batch, strict=True) if self._raw else None
             if record is not None:
                 records.append(record)
@@ -449,6 +459,13 @@ class Sender:
         records: list[bytes] = []
         counts: list[int] = []
         batch: list[dict[str, Any]] = []
+        while self._packed:
+            packed, events = self._packed.popleft()
+            if isinstance(packed, bytes):
+                records.append(packed)
+                counts.append(events)
+            else:
+                self._add_records([i for i in packed if type(i) is dict], records, counts)
         while True:
             try:
                 item = self._buffer.popleft()
