@@ -17,7 +17,9 @@ from __future__ import annotations
 import logging
 import socket
 import sys
+import threading
 import time
+from array import array
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -31,7 +33,7 @@ from psycopg.types.json import Jsonb
 from rq import Queue
 
 from bench.env import BenchEnv
-from bench.timing import timed_calls
+from bench.timing import summarize, timed_calls
 from producer import AICallLogger
 from producer.scoring import confidence_score
 
@@ -41,6 +43,19 @@ Result = dict[str, Any]
 BUSY = "log(), sender sending"
 ID_SUPPLIED = "log(), sender sending, id passed in (no uuid4)"
 SENDER_CAPACITY = "sender capacity"
+REFUSED = "log(), Redis refusing connections"
+HUNG = "log(), Redis accepting, never answering"
+FLAT_OUT = "log(), flat out, {threads} thread(s)"
+BURST = "burst: {events:,} events flat out from {threads} threads"
+
+#: The caller-cost targets (issue 12): p99 in µs per measurement.
+CALLER_TARGETS = {
+    BUSY: 10.0,
+    REFUSED: 10.0,
+    HUNG: 10.0,
+    FLAT_OUT.format(threads=1): 20.0,
+    FLAT_OUT.format(threads=4): 20.0,
+}
 
 _INSERT = """
 INSERT INTO ai_call_logs (id, timestamp, job_id, task, model, provider, input_tokens,
@@ -246,15 +261,92 @@ def measure_log_redis_down(
                 listener.close()  # resets the stalled connection: the sender gives up now
             if logger._thread is not None:  # let it say so while its warnings are muted
                 logger._thread.join(10)
-    label = "refusing connections" if how == "refused" else "accepting, never answering"
     result.update(
-        name=f"log(), Redis {label}",
+        name=REFUSED if how == "refused" else HUNG,
         rate=rate,
         sent_during=stats.sent,
         dropped=stats.dropped,
-        spooled=getattr(stats, "spooled", None),
+        spooled=stats.spooled_total,
         send_errors=stats.send_errors,
     )
+    return result
+
+
+def _log_from_threads(
+    logger: AICallLogger, fields: Sequence[Fields], n: int, threads: int
+) -> array[int]:
+    """``n`` calls split over ``threads`` threads, flat out; every call's duration, ns."""
+    per = n // threads
+    durations = [array("q", bytes(8 * per)) for _ in range(threads)]
+    start = threading.Barrier(threads)
+
+    def work(mine: array[int]) -> None:
+        events, log, clock = _workload(fields, per), logger.log, time.perf_counter_ns
+        start.wait()
+        for i, event in enumerate(events):
+            t0 = clock()
+            log(**event)
+            mine[i] = clock() - t0
+
+    workers = [threading.Thread(target=work, args=(d,)) for d in durations]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    merged = array("q")
+    for part in durations:
+        merged.extend(part)
+    return merged
+
+
+def _flat_out(
+    env: BenchEnv, fields: Sequence[Fields], n: int, threads: int, key: str, *, warm: bool
+) -> Result:
+    """Log ``n`` events flat out from ``threads`` threads; then flush and count the stream."""
+    stream = env.key(key)
+    logger = AICallLogger(env.redis_url, stream=stream, spool_dir=_own_spool(env, stream))
+    try:
+        if warm:  # starts the sender and opens its connection, outside the timing
+            logger.log(**fields[0])
+            logger.flush(30)
+        began = time.perf_counter()
+        durations = _log_from_threads(logger, fields, n, threads)
+        logging_s = time.perf_counter() - began
+        all_sent = logger.flush(600)
+        seconds = time.perf_counter() - began
+        stats = logger.stats
+    finally:
+        logger.close(timeout=5)
+        client = env.redis()
+        try:
+            stored = client.xlen(stream)
+            client.delete(stream)
+        finally:
+            client.close()
+    result = summarize(durations)
+    result.update(
+        events=len(durations),
+        logging_seconds=logging_s,
+        seconds=seconds,
+        spooled=stats.spooled_total,
+        dropped=stats.dropped,
+        stored=stored,
+        all_sent=all_sent and stored == len(durations) + warm and stats.dropped == 0,
+    )
+    return result
+
+
+def measure_log_flat_out(env: BenchEnv, fields: Sequence[Fields], n: int, threads: int) -> Result:
+    """``log()`` called as fast as ``threads`` threads go, Redis up: a burst's caller cost."""
+    result = _flat_out(env, fields, n, threads, f"caller-flat-{threads}", warm=True)
+    result["name"] = FLAT_OUT.format(threads=threads)
+    return result
+
+
+def measure_burst(env: BenchEnv, fields: Sequence[Fields], n: int, threads: int = 4) -> Result:
+    """``n`` events flat out from ``threads`` threads, Redis up: none dropped, all in the stream."""
+    result = _flat_out(env, fields, n, threads, "burst", warm=False)
+    result["name"] = BURST.format(events=result["events"], threads=threads)
     return result
 
 
@@ -337,6 +429,8 @@ def run_caller(
             measure_rq(env, fields, baseline_events),
             measure_floor(fields, log_events, rate),
             measure_sender_capacity(env, fields, log_events),
+            measure_log_flat_out(env, fields, 4 * log_events, 1),
+            measure_log_flat_out(env, fields, 4 * log_events, 4),
         ]
     finally:
         env.drop_database(database_url)

@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench.caller import BUSY, SENDER_CAPACITY
+from bench.caller import BUSY, CALLER_TARGETS, SENDER_CAPACITY
 from bench.profile import IDLE_STAGE
 from bench.timing import SLOW_NS
 
@@ -120,6 +120,44 @@ def caller_table(all_results: Sequence[Result]) -> Table:
             f"({capacity['events']:,.0f} logged flat out, until all were in Redis)."
         )
     table.caption_justify = "left"
+    return table
+
+
+def caller_targets_table(results: Sequence[Result]) -> Table:
+    """Each caller-cost target with its measured p99 and the ratio to the target."""
+    table = Table(title="Caller-cost targets (log() p99)", title_justify="left")
+    for column in ("measurement", "target p99", "p99", "ratio", "p99.9", "max", "verdict"):
+        table.add_column(column, justify="left" if column == "measurement" else "right")
+    by_name = {r["name"]: r for r in results}
+    for name, target in CALLER_TARGETS.items():
+        r = by_name.get(name)
+        if r is None:
+            continue
+        table.add_row(
+            name,
+            f"<= {target:.0f} µs",
+            _num(r["p99_us"]),
+            f"{r['p99_us'] / target:.2f}x",
+            _num(r["p999_us"]),
+            _num(r["max_us"]),
+            "MET" if r["p99_us"] <= target else "MISSED",
+        )
+    return table
+
+
+def bursts_table(results: Sequence[Result]) -> Table:
+    table = Table(title="Bursts: nothing dropped while the spool has room", title_justify="left")
+    for column in ("measurement", "logging s", "all sent s", "spooled", "dropped", "in stream"):
+        table.add_column(column, justify="left" if column == "measurement" else "right")
+    for r in results:
+        table.add_row(
+            r["name"],
+            f"{r['logging_seconds']:.1f}",
+            f"{r['seconds']:.1f}",
+            f"{r['spooled']:,.0f}",
+            f"dropped={r['dropped']:,.0f}",
+            f"{r['stored']:,.0f}",
+        )
     return table
 
 
@@ -255,6 +293,7 @@ def print_report(
     throughput: Sequence[Result] | None,
     profile: Result | None,
     repeats: int,
+    bursts: Sequence[Result] | None = None,
 ) -> None:
     console.print(f"[bold]ailedger bench[/bold] — {command}")
     console.print(machine_line(machine))
@@ -262,6 +301,9 @@ def print_report(
         console.print(f"Figures are medians of {repeats} runs; 'over runs' shows min..max.")
     if caller:
         console.print(caller_table(caller))
+        console.print(caller_targets_table(caller))
+    if bursts:
+        console.print(bursts_table(bursts))
     if throughput:
         console.print(throughput_table(throughput))
     if profile:

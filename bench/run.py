@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from rich.console import Console
 
-from bench.caller import BUSY, SENDER_CAPACITY, run_caller
+from bench.caller import BUSY, SENDER_CAPACITY, measure_burst, run_caller
 from bench.env import DEFAULT_REDIS_URL, bench_env, default_postgres_url, machine_facts
 from bench.events import logged_fields, stream_payloads
 from bench.profile import run_profile
@@ -46,7 +46,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--processes", default="1,2", help="worker process counts, comma-separated")
     parser.add_argument("--batch-size", type=int, default=500, help="worker batch size")
     parser.add_argument("--repeat", type=int, default=1, help="runs; figures are medians")
-    parser.add_argument("--only", choices=("caller", "throughput", "profile"), action="append")
+    parser.add_argument(
+        "--only", choices=("caller", "bursts", "throughput", "profile"), action="append"
+    )
+    parser.add_argument("--burst-events", type=int, help="events of the burst (4 threads)")
     parser.add_argument("--no-sampler", action="store_true", help="skip the pyinstrument run")
     parser.add_argument("--profile-out", type=Path, help="write the pyinstrument tree here")
     parser.add_argument("--json", type=Path, help="write every figure here as JSON")
@@ -65,7 +68,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if getattr(args, name) is None:
             setattr(args, name, value)
     args.processes = [int(p) for p in str(args.processes).split(",") if p.strip()]
-    args.only = set(args.only or ("caller", "throughput", "profile"))
+    if args.burst_events is None:
+        args.burst_events = 20_000 if args.quick else 1_000_000
+    args.only = set(args.only or ("caller", "bursts", "throughput", "profile"))
     return args
 
 
@@ -96,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     caller_runs: list[list[dict[str, Any]]] = []
     throughput_runs: list[list[dict[str, Any]]] = []
     profile: dict[str, Any] | None = None
+    bursts: list[dict[str, Any]] = []
     with bench_env(args.redis_url, args.postgres_url, args.run_id) as env:
         machine = machine_facts(env)
         # Any producer the bench makes spools into the run's own folder, never the shared one.
@@ -134,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
                         batch_size=args.batch_size,
                     )
                 )
+        if "bursts" in args.only:
+            status.print(f"a burst of {args.burst_events:,} events from 4 threads…")
+            bursts.append(measure_burst(env, fields, args.burst_events))
         if "profile" in args.only and args.profile_events:
             status.print("profiling one worker…")
             profile = run_profile(
@@ -153,8 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         throughput=throughput,
         profile=profile,
         repeats=args.repeat,
+        bursts=bursts,
     )
     problems = _problems(caller, throughput, profile)
+    problems += [f"{b['name']}: dropped={b['dropped']:,}" for b in bursts if not b["all_sent"]]
     for problem in problems:
         console.print(f"[red]error:[/red] {problem}")
     console.print(f"bench run {env.run_id} took {time.perf_counter() - began:.0f} s")
@@ -167,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             "throughput": throughput,
             "throughput_runs": throughput_runs,
             "profile": profile,
+            "bursts": bursts,
             "problems": problems,
         }
         args.json.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2, default=str))

@@ -6,9 +6,11 @@ doing. Everything else (usage extraction, redaction, encoding, the network, the 
 spool) happens in the sender thread, which XADDs pipelined batches.
 
 The sender (``producer/sender.py``) spools to disk what Redis cannot take
-(``producer/spool.py``) and replays it in order. The caller's thread never touches
-the disk, so the buffer only has to absorb the sender's longest stall; an event that
-still finds it full is dropped and counted, as are events that find the spool full too.
+(``producer/spool.py``) and replays it in order, and spills a burst to disk as soon as
+the buffer holds more than a few batches (``spill_at``), faster than callers can log.
+The caller's thread never touches the disk, so the buffer only has to absorb the
+sender's longest stall; an event that still finds it full is dropped and counted, as
+are events that find the spool full too.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from producer.context import current_job_id
 from producer.ids import new_event_id
 from producer.sender import STOP, FlushMarker, Sender
 from producer.spool import DEFAULT_MAX_BYTES, default_spool_dir, has_segments
+from producer.wire import spill_batch
 
 if TYPE_CHECKING:
     import redis
@@ -43,16 +46,24 @@ _loggers: weakref.WeakSet[AICallLogger] = weakref.WeakSet()
 
 @dataclass(frozen=True, slots=True)
 class ProducerStats:
-    """What the logger has done so far; all counts since the logger (or a forked child) began."""
+    """What the logger has done so far; all counts since the logger (or a forked child) began.
+
+    Counts are of this logger's own events, except ``replayed``, which includes what it
+    sent for writers that are gone.
+
+    At a quiet moment ``logged == sent + buffered + spooled + dropped + in_flight``.
+    """
 
     logged: int
     sent: int  # reached Redis, directly or from the spool
     dropped: int  # lost: buffer full, spool full too, or logged after close()
     send_errors: int
     buffered: int  # in memory, waiting for the sender
-    spooled: int  # written to the spool because Redis could not take them (in time)
+    spooled: int  # on disk (or in the memory spool) now, not yet sent
     replayed: int  # sent from the spool, including what a previous process left there
     spool_skipped: int  # damaged spool records that could not be read back
+    spooled_total: int  # ever written to the spool: Redis away, or a burst
+    in_flight: int  # taken by the sender, not yet sent, spooled or dropped
 
 
 class AICallLogger:
@@ -95,6 +106,16 @@ class AICallLogger:
         self._client = client
         self.max_buffer = max_buffer
         self.batch_size = batch_size
+        #: Past this many buffered events the sender spills to disk instead of sending
+        #: directly: callers are logging faster than it sends.
+        self.spill_at = max(4 * batch_size, max_buffer // 20)
+        #: Events spilled per round (one write): a few milliseconds of the sender's time.
+        self.spill_chunk = 16 * batch_size
+        #: Past this many, a sender starved of the GIL by callers logging flat out is
+        #: helped: one call in ``batch_size`` packs the oldest batch into bytes.
+        self.pack_at = max(self.spill_at, max_buffer // 4)
+        #: Packed batches held at most (~400 bytes an event): 8x the buffer's events.
+        self.max_packed = max(1, 8 * max_buffer // batch_size)
         self.flush_interval = flush_interval
         self.max_payload_bytes = max_payload_bytes
         self.exit_timeout = exit_timeout
@@ -120,6 +141,8 @@ class AICallLogger:
         if previous is not None and previous.spool is not None:
             previous.spool.abandon()
         self._buffer: deque[Any] = deque()
+        #: Batches callers packed while the sender was starved: (record or items, events).
+        self._packed: deque[tuple[bytes | list[Any], int]] = deque()
         self._wake = threading.Event()
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -128,6 +151,7 @@ class AICallLogger:
         self._sender = Sender(
             self,
             self._buffer,
+            self._packed,
             self._wake,
             client=self._client if self.redis_url is None else None,
             backoff=self._new_backoff(),
@@ -148,31 +172,66 @@ class AICallLogger:
                 if job_id is not None:
                     fields["job_id"] = job_id
             self._logged += 1
-            if self.closed or len(self._buffer) >= self.max_buffer:
+            buffer = self._buffer
+            if self.closed or len(buffer) >= self.max_buffer:
                 # No disk writes here: they would cost the caller milliseconds. The
-                # sender spills to disk long before this in any outage it can see.
+                # sender spills to disk long before this, unless it is starved or stuck.
                 self.dropped_by_callers += 1
                 self._wake.set()
                 return str(event_id)
-            self._buffer.append(fields)
+            buffer.append(fields)
             if self._thread is None:
                 self._start_sender()
-            elif len(self._buffer) >= self.batch_size:
-                self._wake.set()
+            elif len(buffer) >= self.batch_size:
+                if not self._wake.is_set():
+                    self._wake.set()  # Event.set() takes a lock: only when it changes something
+                if len(buffer) >= self.pack_at and self.spool_dir is not None:
+                    self._pack()  # bounded: at most max_packed batches, then the buffer fills
             return str(event_id)
         except Exception:  # the promise: logging never breaks the caller
             self.dropped_by_callers += 1
             return ""
 
+    def _pack(self) -> None:
+        """Callers are ahead of a sender that cannot get the GIL: pack the oldest batch.
+
+        One orjson call over ``batch_size`` events (~0.2 ms), once per ``batch_size``
+        calls while the buffer is this full: memory shrinks ~3x and the sender only has
+        to write bytes. No disk here. Events packed while the sender takes the next ones
+        may reach Redis a little out of order; none is lost.
+        """
+        if self._logged % self.batch_size or len(self._packed) >= self.max_packed:
+            return
+        popleft = self._buffer.popleft
+        items: list[Any] = []
+        try:
+            for _ in range(self.batch_size):
+                items.append(popleft())
+        except IndexError:  # the sender took the rest meanwhile
+            pass
+        if items:
+            record = spill_batch(items, strict=True)  # None: a marker or an SDK object inside
+            events = sum(1 for item in items if type(item) is dict) if record is None else 0
+            self._packed.append((items, events) if record is None else (record, len(items)))
+
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until everything logged before this call is sent; False on timeout."""
+        """Wait until everything logged before this call has reached Redis.
+
+        False on timeout, while events are spooled (spooled is not sent), and when an
+        event logged since the previous ``flush()`` was dropped.
+        """
         if self._thread is None or not self._thread.is_alive():
             spool = self._sender.spool
-            return not self._buffer and (spool is None or spool.empty)
+            return (
+                not self._buffer
+                and not self._packed
+                and (spool is None or spool.empty)
+                and self.dropped_by_callers + self._sender.spool_dropped == 0
+            )
         marker = FlushMarker(threading.Event())
         self._buffer.append(marker)
         self._wake.set()
-        return marker.done.wait(timeout)
+        return marker.done.wait(timeout) and marker.clean
 
     def close(self, timeout: float | None = None) -> bool:
         """Flush with a deadline, spool what is left, stop the sender. True if all was sent."""
@@ -206,6 +265,7 @@ class AICallLogger:
     @property
     def stats(self) -> ProducerStats:
         buffered = sum(1 for item in list(self._buffer) if isinstance(item, dict))
+        buffered += sum(events for _batch, events in list(self._packed))
         sender = self._sender
         spool = sender.spool
         return ProducerStats(
@@ -217,6 +277,8 @@ class AICallLogger:
             spooled=sender.spooled,
             replayed=sender.replayed,
             spool_skipped=spool.skipped if spool is not None else 0,
+            spooled_total=sender.spooled_total,
+            in_flight=sender.in_flight + len(sender._pending),
         )
 
     def _start_sender(self) -> None:

@@ -6,14 +6,16 @@ One :class:`Sender` per logger (and per forked child), run by the thread named
 - **direct** — the spool is empty and Redis answers: up to ``batch_size`` events
   go from the buffer to Redis in one pipelined round trip;
 - **spooling** — a send failed, Redis is in backoff, or callers log faster than it
-  takes them (the buffer is past half full): what is buffered goes to the spool,
-  in order, and the spool is replayed oldest first once Redis answers, before
-  anything newer, so order is kept and memory stays bounded;
+  sends (the buffer is past ``spill_at``, a few batches): what is buffered goes to
+  the spool, in order, and the spool is replayed oldest first once Redis answers,
+  before anything newer, so order is kept and memory stays bounded;
 - and, in either mode, **stopping** once ``close()`` asked: everything buffered is
   sent, or spooled for the next start, before the deadline.
 
-The caller's thread never touches the disk: the buffer only has to absorb the
-sender's longest stall, one network timeout. The sender holds ``work_lock``
+Spilling is cheap so that it keeps up with callers logging flat out: a batch of raw
+fields goes to disk as one record, in one orjson call (``producer/wire.py:
+spill_batch``); the full encoding — usage, timestamp, redaction — is done when the
+batch is replayed. The caller's thread never touches the disk. The sender holds ``work_lock``
 except while it waits (on Redis, or for work), so that a ``close()`` that runs out
 of time can take over what it holds.
 """
@@ -31,8 +33,15 @@ from typing import TYPE_CHECKING, Any
 
 from producer.backoff import Backoff
 from producer.connection import connect
-from producer.spool import DiskSpool, MemorySpool, Spool
-from producer.wire import encode_event, xadd_events
+from producer.spool import DiskSpool, MemorySpool, Spool, head_batch
+from producer.wire import (
+    absorb_response,
+    encode_event,
+    encode_spilled,
+    is_spilled,
+    spill_batch,
+    xadd_events,
+)
 
 if TYPE_CHECKING:
     import threading
@@ -52,12 +61,16 @@ class Mode(enum.Enum):
 
 
 class FlushMarker:
-    """Put in the buffer by ``flush()``; set by the sender once everything before it is sent."""
+    """Put in the buffer by ``flush()``; set by the sender once everything before it is sent.
 
-    __slots__ = ("done",)
+    ``clean`` is False when an event logged since the previous flush was dropped.
+    """
+
+    __slots__ = ("clean", "done")
 
     def __init__(self, done: threading.Event) -> None:
         self.done = done
+        self.clean = True
 
 
 class Stop:
@@ -78,6 +91,7 @@ class Sender:
         self,
         owner: AICallLogger,
         buffer: deque[Any],
+        packed: deque[tuple[bytes | list[Any], int]],
         wake: threading.Event,
         *,
         client: redis.Redis | None,
@@ -86,6 +100,7 @@ class Sender:
     ) -> None:
         self._owner = owner
         self._buffer = buffer
+        self._packed = packed
         self._wake = wake
         self._client = client
         self.work_lock = work_lock
@@ -93,7 +108,14 @@ class Sender:
         self._pending: list[bytes] = []  # taken from the buffer, being sent directly
         self.abandoned = False
         self.all_sent = True
-        self.sent = self.send_errors = self.spooled = self.replayed = self.spool_dropped = 0
+        #: Counts of this logger's own events, except ``replayed``, which includes what
+        #: it adopted from writers that are gone.
+        self.sent = self.send_errors = self.replayed = self.spool_dropped = 0
+        self.spooled_total = self.replayed_own = 0
+        self.in_flight = 0  # taken from the buffer, not yet sent, spooled or dropped
+        self.drops_at_marker = 0  # dropped so far when the last flush marker was reached
+        self._spilled_head: tuple[bytes, list[bytes]] | None = None  # encoded once, retried
+        self._raw = False  # spill raw batches: only to disk (a memory spool is counted in events)
         self.backoff = backoff
         self.retry_at = 0.0  # after a failure, no attempt before this (monotonic clock)
         self.stopping = False
@@ -103,9 +125,14 @@ class Sender:
         self.drops_seen = 0
         self.overflowing = False
 
+    @property
+    def spooled(self) -> int:
+        """This logger's events on disk (or in the memory spool), not yet sent."""
+        return self.spooled_total - self.replayed_own
+
     def mode(self, spool: Spool) -> Mode:
         """Direct while the spool is empty, Redis is not in backoff and callers are not ahead."""
-        behind = len(self._buffer) > self._owner.max_buffer // 2
+        behind = len(self._buffer) > self._owner.spill_at or bool(self._packed)
         if spool.empty and time.monotonic() >= self.retry_at and not behind:
             return Mode.DIRECT
         return Mode.SPOOLING
@@ -145,6 +172,7 @@ class Sender:
                     adopted,
                     self._owner.spool_dir,
                 )
+            self._raw = True
         self.spool = spool
         return spool
 
@@ -200,6 +228,7 @@ class Sender:
                     self._spill(spool, self._pending)
                 self._pending = []
             for marker in self.markers:
+                self._reached(marker)
                 if sent:
                     marker.done.set()
                 else:
@@ -207,7 +236,9 @@ class Sender:
             self.markers.clear()
         else:
             self.stopping = self._spill_buffer(spool) or self.stopping
-            if not spool.empty and time.monotonic() >= self.retry_at:
+            # A burst goes to disk first; the replay, which encodes, waits for a lull.
+            ready = time.monotonic() >= self.retry_at
+            if not spool.empty and ready and (self.stopping or not self._behind()):
                 self._replay(spool)
         while self.spool_markers and (
             spool.empty or spool.consumed_own >= self.spool_markers[0][0]
@@ -226,8 +257,38 @@ class Sender:
                 time.sleep(self.retry_at - now)
         return False
 
+    def _behind(self) -> bool:
+        return len(self._buffer) > self._owner.batch_size
+
+    def _reached(self, marker: FlushMarker) -> None:
+        """Everything before ``marker`` is sent, spooled or dropped: judge its window."""
+        dropped = self._owner.dropped_by_callers + self.spool_dropped
+        marker.clean = dropped == self.drops_at_marker
+        self.drops_at_marker = dropped
+
     def _encode(self, fields: dict[str, Any]) -> bytes:
         return encode_event(fields, max_payload_bytes=self._owner.max_payload_bytes)[1]
+
+    def _encode_spilled(self, record: bytes) -> list[bytes]:
+        cached = self._spilled_head
+        if cached is None or cached[0] is not record:  # a failed replay is retried as is
+            payloads = encode_spilled(record, max_payload_bytes=self._owner.max_payload_bytes)
+            cached = self._spilled_head = (record, payloads)
+        return cached[1]
+
+    def _records(self, batch: list[dict[str, Any]]) -> tuple[list[bytes], list[int]]:
+        """Spool records for ``batch`` and how many events each holds."""
+        if self._raw:
+            try:
+                for fields in batch:
+                    if "response" in fields:
+                        absorb_response(fields)
+                record = spill_batch(batch)
+            except Exception:  # an SDK object that defeats usage extraction: encode one by one
+                record = None
+            if record is not None:
+                return [record], [len(batch)]
+        return [self._encode(fields) for fields in batch], [1] * len(batch)
 
     def _take(self) -> bool:
         """Move up to one batch from the buffer into ``_pending``; True if told to stop."""
@@ -244,33 +305,71 @@ class Sender:
         return False
 
     def _spill_buffer(self, spool: Spool) -> bool:
-        """Move what is buffered now into the spool, in order; True if told to stop."""
-        payloads: list[bytes] = []
+        """Move up to ``spill_chunk`` buffered items into the spool, in order; True if told to stop.
+
+        The round's records go to the spool in one write: each write gives up the GIL,
+        and a sender competing with busy callers waits a switch interval to get it back.
+        A batch of plain fields costs one orjson call and no Python per event; a batch
+        holding anything else (a flush marker, an SDK object) is taken item by item.
+        """
+        records: list[bytes] = []
+        counts: list[int] = []
+        batches: list[list[Any]] = []
+        for _ in range(len(self._packed)):  # older than anything still in the buffer
+            packed, events = self._packed.popleft()
+            if isinstance(packed, bytes):
+                records.append(packed)
+                counts.append(events)
+            else:
+                batches.append(packed)
+        popleft = self._buffer.popleft
+        items = [popleft() for _ in range(min(len(self._buffer), self._owner.spill_chunk))]
+        self.in_flight = len(items) + sum(counts) + sum(len(b) for b in batches)
+        batch_size = self._owner.batch_size
+        batches += [items[start : start + batch_size] for start in range(0, len(items), batch_size)]
         stop = False
-        for _ in range(len(self._buffer)):  # bounded: callers must not starve the replay
-            item = self._buffer.popleft()
-            if isinstance(item, dict):
-                payloads.append(self._encode(item))
-                if len(payloads) >= self._owner.batch_size:
-                    self._spill(spool, payloads)
-                    payloads = []
-            elif isinstance(item, FlushMarker):
-                self._spill(spool, payloads)
-                payloads = []
-                self.spool_markers.append((spool.appended, item))
-            elif item is STOP:
-                stop = True
-                break
-        self._spill(spool, payloads)
+        for batch in batches:
+            record = spill_batch(batch, strict=True) if self._raw else None
+            if record is not None:
+                records.append(record)
+                counts.append(len(batch))
+                continue
+            fields: list[dict[str, Any]] = []
+            for item in batch:
+                if type(item) is dict:  # log() appends the dict its **fields made
+                    fields.append(item)
+                elif isinstance(item, FlushMarker):
+                    self._add_records(fields, records, counts)
+                    fields = []
+                    self._spill(spool, records, counts)
+                    records, counts = [], []
+                    self._reached(item)
+                    self.spool_markers.append((spool.appended, item))
+                elif item is STOP:
+                    stop = True  # what a racing log() appended after it is spooled all the same
+            self._add_records(fields, records, counts)
+        self._spill(spool, records, counts)
+        self.in_flight = 0
         return stop
 
-    def _spill(self, spool: Spool, payloads: list[bytes]) -> None:
-        """Spool ``payloads``; what does not fit goes to Redis if it answers, else is dropped."""
-        if not payloads:
+    def _add_records(
+        self, batch: list[dict[str, Any]], records: list[bytes], counts: list[int]
+    ) -> None:
+        if batch:
+            more, more_counts = self._records(batch)
+            records += more
+            counts += more_counts
+
+    def _spill(self, spool: Spool, records: list[bytes], counts: list[int] | None = None) -> None:
+        """Spool ``records``; what does not fit goes to Redis if it answers, else is dropped.
+
+        ``counts``: events per record (one each when not given).
+        """
+        if not records:
             return
-        written = spool.append(payloads)
-        self.spooled += written
-        rest = payloads[written:]
+        written = spool.append(records)
+        self.spooled_total += written if counts is None else sum(counts[:written])
+        rest = records[written:]
         if not rest:
             if self.spool_full:
                 self.spool_full = False
@@ -280,10 +379,11 @@ class Sender:
                     self.spool_dropped,
                 )
             return
-        if time.monotonic() >= self.retry_at and self._try_send(rest):
-            self.sent += len(rest)  # out of order, but sent: better than lost
+        events = [p for r in rest for p in (self._encode_spilled(r) if is_spilled(r) else [r])]
+        if time.monotonic() >= self.retry_at and self._try_send(events):
+            self.sent += len(events)  # out of order, but sent: better than lost
             return
-        self.spool_dropped += len(rest)
+        self.spool_dropped += len(events)
         if not self.spool_full:
             self.spool_full = True
             log.warning(
@@ -295,13 +395,22 @@ class Sender:
 
     def _replay(self, spool: Spool) -> None:
         """Send the oldest spooled batch; it leaves the spool only once Redis has it."""
-        batch = spool.peek(self._owner.batch_size)
-        if not batch or not self._try_send(batch):
+        own = spool.head_own
+        batch, records = head_batch(
+            spool,
+            self._owner.batch_size,
+            max_payload_bytes=self._owner.max_payload_bytes,
+            encode=self._encode_spilled,
+        )
+        if not records or (batch and not self._try_send(batch)):
             return
-        spool.consume(len(batch))
+        spool.consume(records)
+        self._spilled_head = None
         drained = spool.empty or not spool.peek(1)
-        self.sent += len(batch)
         self.replayed += len(batch)
+        if own:
+            self.sent += len(batch)
+            self.replayed_own += len(batch)
         if drained:
             log.warning("ailedger sent everything it had spooled (%d events)", self.replayed)
 
@@ -345,15 +454,30 @@ class Sender:
             self.overflowing = False
             log.warning("ailedger buffer has room again; %d events dropped so far", dropped)
 
-    def _encode_rest(self) -> list[bytes]:
-        payloads: list[bytes] = []
+    def _rest(self) -> tuple[list[bytes], list[int]]:
+        """What is still buffered, as spool records, and how many events each holds."""
+        records: list[bytes] = []
+        counts: list[int] = []
+        batch: list[dict[str, Any]] = []
+        while self._packed:
+            packed, events = self._packed.popleft()
+            if isinstance(packed, bytes):
+                records.append(packed)
+                counts.append(events)
+            else:
+                self._add_records([i for i in packed if type(i) is dict], records, counts)
         while True:
             try:
                 item = self._buffer.popleft()
             except IndexError:
-                return payloads
+                break
             if isinstance(item, dict):
-                payloads.append(self._encode(item))
+                batch.append(item)
+                if len(batch) >= self._owner.batch_size:
+                    self._add_records(batch, records, counts)
+                    batch = []
+        self._add_records(batch, records, counts)
+        return records, counts
 
     def finish(self, spool: Spool | None) -> None:
         """Stopping: spool what is left, then close the spool for the next start to send.
@@ -362,20 +486,23 @@ class Sender:
         batch in flight is spooled as well and, should that call succeed after all, the
         worker drops the duplicates by event id.
         """
-        rest = self._pending + self._encode_rest()
+        records, counts = self._rest()
+        rest, counts = self._pending + records, [1] * len(self._pending) + counts
         self._pending = []
         if spool is None or spool.closed:
-            self.spool_dropped += len(rest)
+            self.spool_dropped += sum(counts)
             return
         written = spool.append(rest)
-        unsent = spool.appended - spool.consumed_own
         left = not spool.empty
         spool.close()
-        self.spooled += written
-        self.spool_dropped += len(rest) - written
-        self.all_sent = not left and written == len(rest)
+        self.spooled_total += sum(counts[:written])
+        self.spool_dropped += sum(counts[written:])
+        unsent = self.spooled
+        dropped = self._owner.dropped_by_callers + self.spool_dropped
+        self.all_sent = not left and written == len(rest) and not dropped
         if isinstance(spool, MemorySpool) and left:
             self.spool_dropped += unsent
+            self.spooled_total -= unsent
             log.warning("ailedger closed with Redis unreachable; %d events were not sent", unsent)
         elif left:
             log.warning(

@@ -33,7 +33,7 @@ import tempfile
 import time
 import zlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -42,7 +42,7 @@ from typing import Protocol
 import orjson
 
 from producer.connection import connect
-from producer.wire import xadd_events
+from producer.wire import encode_spilled, is_spilled, xadd_events
 
 log = logging.getLogger("ailedger.producer")
 
@@ -175,6 +175,11 @@ class Spool(Protocol):
     @property
     def head_stream(self) -> str | None: ...
 
+    @property
+    def head_own(self) -> bool:
+        """True if the records ``peek`` returns were spooled by this writer."""
+        ...
+
     def append(self, payloads: Sequence[bytes]) -> int:
         """Keep as many of ``payloads`` as fit, in order; returns how many."""
         ...
@@ -260,6 +265,10 @@ class DiskSpool:
     def head_stream(self) -> str | None:
         """The stream the records ``peek`` returns were written for."""
         return self._queue[0].stream if self._queue else self.stream
+
+    @property
+    def head_own(self) -> bool:
+        return self._queue[0].own if self._queue else True
 
     # -- writing ---------------------------------------------------------------
 
@@ -524,6 +533,10 @@ class MemorySpool:
     def head_stream(self) -> str | None:
         return self.stream
 
+    @property
+    def head_own(self) -> bool:
+        return True
+
     def append(self, payloads: Sequence[bytes]) -> int:
         room = 0 if self.closed else max(0, self.max_records - len(self._records))
         taken = payloads[:room]
@@ -549,27 +562,57 @@ class MemorySpool:
         self.closed = True
 
 
+def head_batch(
+    spool: Spool,
+    limit: int,
+    *,
+    max_payload_bytes: int,
+    encode: Callable[[bytes], list[bytes]] | None = None,
+) -> tuple[list[bytes], int]:
+    """``(payloads, records)``: what to send next from the spool's head, and how many
+    records to ``consume`` once Redis has it.
+
+    Encoded events come ``limit`` at a time; a spilled batch (a burst's raw fields) comes
+    alone, encoded now (by ``encode`` if given). Its payloads may be empty (a batch that
+    cannot be read): consume it all the same.
+    """
+    records = spool.peek(limit)
+    if not records:
+        return [], 0
+    if is_spilled(records[0]):
+        if encode is not None:
+            return encode(records[0]), 1
+        return encode_spilled(records[0], max_payload_bytes=max_payload_bytes), 1
+    count = next((i for i, r in enumerate(records) if is_spilled(r)), len(records))
+    return records[:count], count
+
+
 def replay_spool(
     folder: str | os.PathLike[str],
     redis_url: str,
     stream: str | None = None,
     *,
     batch_size: int = 500,
+    max_payload_bytes: int = 16_384,
 ) -> int:
     """Send what writers that are gone left in ``folder``, oldest first; returns how many.
 
     Each segment goes to the stream it was written for; with ``stream``, only that
     stream's segments are sent. Segments of live writers are left to them. Raises
     ``redis.RedisError`` if Redis fails midway: what was not sent stays on disk.
+    Spilled batches are redacted and capped at ``max_payload_bytes`` as they are sent.
     """
     spool = DiskSpool(folder, stream=stream)
     client = connect(redis_url)
     sent = 0
     try:
         spool.adopt()
-        while batch := spool.peek(batch_size):
+        while True:
+            batch, records = head_batch(spool, batch_size, max_payload_bytes=max_payload_bytes)
+            if not records:
+                break
             xadd_events(client, spool.head_stream or "", batch)
-            spool.consume(len(batch))
+            spool.consume(records)
             sent += len(batch)
     finally:
         spool.close()

@@ -3,6 +3,14 @@
 :func:`encode_event` turns the fields a service logged into the entry's payload
 (sender thread only); :func:`xadd_events` writes a batch of them as RESP in one
 round trip. The entry's field names and version live in ``producer/constants.py``.
+
+:func:`spill_batch` is the cheap form a burst is spooled in: a whole batch of logged
+fields as one JSON array, in one orjson call (~0.3 to 0.8 µs an event against 3 to 10 µs
+for :func:`encode_event`, whose redaction is most of its cost), so that the sender
+can move events to disk as fast as callers log them. :func:`encode_spilled` finishes
+the work (usage, timestamp, redaction) when the batch is replayed, before it reaches
+Redis; until then the batch sits, unredacted, in the spool folder, which is this
+user's own (0700).
 """
 
 from __future__ import annotations
@@ -38,17 +46,63 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
+def absorb_response(fields: dict[str, Any]) -> None:
+    """Replace an SDK ``response`` object by the usage it reports (and its data, if a dict)."""
+    response = fields.pop("response", None)
+    if response is not None:
+        for name, value in usage_from_response(response).items():
+            fields.setdefault(name, value)
+        if "response_data" not in fields and isinstance(response, dict):
+            fields["response_data"] = response
+
+
+def _spill_default(value: Any) -> Any:
+    if isinstance(value, Decimal | BaseException | set | frozenset | tuple):
+        return _default(value)
+    raise TypeError  # an SDK object, a flush marker: the careful path takes this batch
+
+
+def spill_batch(batch: list[Any], *, strict: bool = False) -> bytes | None:
+    """Logged fields as one spool record (a JSON array), or None if orjson cannot take them.
+
+    ``strict``: refuse (None) anything but plain fields, which replay exactly as they
+    would have been sent: the fast path, one orjson call for the whole batch. Otherwise
+    ``absorb_response`` must have run on every event with a ``response`` (an SDK object
+    would be spooled as its ``str()``).
+    """
+    try:
+        if strict:
+            return orjson.dumps(batch, default=_spill_default, option=orjson.OPT_UTC_Z)
+        return orjson.dumps(batch, default=_default, option=_OPTIONS)
+    except Exception:  # a huge int, a lone surrogate, a broken __str__: encode one by one
+        return None
+
+
+def is_spilled(record: bytes) -> bool:
+    """True for a record :func:`spill_batch` wrote (an array), False for an encoded event."""
+    return record[:1] == b"["
+
+
+def encode_spilled(record: bytes, *, max_payload_bytes: int) -> list[bytes]:
+    """The stream payloads of a spilled batch, encoded as :func:`encode_event` would have."""
+    try:
+        batch = orjson.loads(record)
+    except orjson.JSONDecodeError as exc:  # the CRC matched, so this is not disk damage
+        log.warning("ailedger could not read a spilled batch of %d bytes: %s", len(record), exc)
+        return []
+    return [
+        encode_event(fields, max_payload_bytes=max_payload_bytes)[1]
+        for fields in batch
+        if isinstance(fields, dict) and "id" in fields
+    ]
+
+
 def encode_event(fields: dict[str, Any], *, max_payload_bytes: int) -> tuple[str, bytes]:
     """``(event_id, payload)`` for the stream. Never raises: the event is always sent."""
     event_id = str(fields["id"])
     logged_at: float = fields.pop("_logged_at", 0.0)
     try:
-        response = fields.pop("response", None)
-        if response is not None:
-            for name, value in usage_from_response(response).items():
-                fields.setdefault(name, value)
-            if "response_data" not in fields and isinstance(response, dict):
-                fields["response_data"] = response
+        absorb_response(fields)
         if "timestamp" not in fields:
             # The event records when the call started; a logged latency tells us how long ago.
             started = logged_at
