@@ -15,7 +15,8 @@ One :class:`Sender` per logger (and per forked child), run by the thread named
 Spilling is cheap so that it keeps up with callers logging flat out: a batch of raw
 fields goes to disk as one record, in one orjson call (``producer/wire.py:
 spill_batch``); the full encoding — usage, timestamp, redaction — is done when the
-batch is replayed. The caller's thread never touches the disk. The sender holds ``work_lock``
+batch is replayed. Events that carry a payload are redacted before they are spilled: no
+secret reaches the disk. The caller's thread never touches the disk. The sender holds ``work_lock``
 except while it waits (on Redis, or for work), so that a ``close()`` that runs out
 of time can take over what it holds.
 """
@@ -39,6 +40,7 @@ from producer.wire import (
     encode_event,
     encode_spilled,
     is_spilled,
+    redact_payloads,
     spill_batch,
     xadd_events,
 )
@@ -280,9 +282,11 @@ class Sender:
         """Spool records for ``batch`` and how many events each holds."""
         if self._raw:
             try:
+                max_bytes = self._owner.max_payload_bytes
                 for fields in batch:
                     if "response" in fields:
                         absorb_response(fields)
+                    redact_payloads(fields, max_bytes=max_bytes)  # no secret reaches the disk
                 record = spill_batch(batch)
             except Exception:  # an SDK object that defeats usage extraction: encode one by one
                 record = None

@@ -34,6 +34,8 @@ log = logging.getLogger("ailedger.producer")
 
 _OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
 _PAYLOAD_FIELDS = ("request_data", "response_data")
+#: True when a logged event's keys name no payload (nothing to redact before the disk).
+_NO_PAYLOAD = frozenset((*_PAYLOAD_FIELDS, "response")).isdisjoint
 
 
 def _default(value: Any) -> Any:
@@ -62,16 +64,28 @@ def _spill_default(value: Any) -> Any:
     raise TypeError  # an SDK object, a flush marker: the careful path takes this batch
 
 
+def redact_payloads(fields: dict[str, Any], *, max_bytes: int) -> None:
+    """Redact and cap the payloads in place, as the stream will get them."""
+    for name in _PAYLOAD_FIELDS:
+        if fields.get(name) is not None:
+            fields[name] = redact(fields[name], max_bytes=max_bytes)
+
+
 def spill_batch(batch: list[Any], *, strict: bool = False) -> bytes | None:
     """Logged fields as one spool record (a JSON array), or None if orjson cannot take them.
 
-    ``strict``: refuse (None) anything but plain fields, which replay exactly as they
-    would have been sent: the fast path, one orjson call for the whole batch. Otherwise
-    ``absorb_response`` must have run on every event with a ``response`` (an SDK object
-    would be spooled as its ``str()``).
+    ``strict``: refuse (None) anything but plain fields without payloads, which replay
+    exactly as they would have been sent: the fast path, one orjson call for the whole
+    batch. A payload may hold a secret, which must not reach the disk unredacted, so a
+    batch with one takes the careful path. Otherwise ``absorb_response`` and
+    ``redact_payloads`` must have run on every event (an SDK object would be spooled as
+    its ``str()``, a secret as itself).
     """
     try:
         if strict:
+            for item in batch:
+                if type(item) is dict and not _NO_PAYLOAD(item.keys()):
+                    return None
             return orjson.dumps(batch, default=_spill_default, option=orjson.OPT_UTC_Z)
         return orjson.dumps(batch, default=_default, option=_OPTIONS)
     except Exception:  # a huge int, a lone surrogate, a broken __str__: encode one by one
@@ -113,9 +127,7 @@ def encode_event(fields: dict[str, Any], *, max_payload_bytes: int) -> tuple[str
         error = fields.get("error_message")
         if isinstance(error, BaseException):
             fields["error_message"] = f"{type(error).__name__}: {error}"
-        for name in _PAYLOAD_FIELDS:
-            if fields.get(name) is not None:
-                fields[name] = redact(fields[name], max_bytes=max_payload_bytes)
+        redact_payloads(fields, max_bytes=max_payload_bytes)
         return event_id, orjson.dumps(fields, default=_default, option=_OPTIONS)
     except Exception as exc:
         # Something in the fields defeats the encoder (a huge int, a broken __str__):

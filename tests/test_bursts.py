@@ -205,6 +205,9 @@ def test_a_burst_with_sdk_objects_and_odd_values_is_spooled_and_replayed_whole(
         sent[logger.log(**fields)] = fields
     wait_for(lambda: logger.stats.spooled == 3_000, timeout=20, what="the spill")
     logger.close(timeout=0.2)
+    # What waits on disk is already redacted: the secret never reached the spool's files.
+    on_disk = b"".join(path.read_bytes() for path in (tmp_path / "spool").iterdir())
+    assert b"sk-" + b"x" * 30 not in on_disk and b"[REDACTED]" in on_disk
     again = AICallLogger(servers.redis_url, stream=stream, spool_dir=tmp_path / "spool")
     wait_for(lambda: again.stats.replayed == 3_000, timeout=20, what="the replay")
     again.close()
