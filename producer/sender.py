@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from producer.backoff import Backoff
 from producer.connection import connect
-from producer.spool import DiskSpool, MemorySpool, Spool, head_batch
+from producer.replay import head_batch
+from producer.spool import DiskSpool, MemorySpool, Spool
 from producer.wire import (
     absorb_response,
     encode_event,

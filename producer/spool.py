@@ -7,11 +7,8 @@ file while it has segments; whoever can take that lock knows the writer is gone 
 adopt its segments. Two processes therefore never write, nor replay, the same file. The
 size cap covers the whole folder, whoever wrote what is in it.
 
-Framing. A record is ``MAGIC | length | crc32 | payload``, the payload being the event's
-bytes exactly as they go on the wire. MAGIC starts with 0xFF, a byte that never occurs in
-UTF-8 JSON, so after a damaged record the reader finds the next one by searching for MAGIC:
-a torn last record (a crash mid-write) or a corrupted one costs that record, never the
-segment. The first record of a segment is a header naming the stream it was written for.
+Framing (``producer/segments.py``). Each record is framed with a magic marker, its length
+and a CRC: a torn or corrupted record costs that record, never the segment.
 
 Durability. Each batch goes to the OS in one ``write``, so a process that is SIGKILLed loses
 nothing it had spooled. ``fsync`` runs at most once per ``fsync_interval`` while spooling, on
@@ -22,18 +19,14 @@ a batch never waits for the disk.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
-import re
 import secrets
 import stat
-import struct
 import tempfile
 import time
-import zlib
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -41,15 +34,19 @@ from typing import Protocol
 
 import orjson
 
-from producer.connection import connect
-from producer.wire import encode_spilled, is_spilled, xadd_events
+from producer.segments import (
+    LOCK,
+    SEGMENT,
+    folder_bytes,
+    frame,
+    parse_records,
+    read_header,
+    try_lock,
+    write_all,
+)
 
 log = logging.getLogger("ailedger.producer")
 
-MAGIC = b"\xffAL\x01"
-_HEAD = struct.Struct("<4sII")  # magic, payload length, crc32 of the payload seeded by length
-_SEGMENT = re.compile(r"^(\d{20}-\d+-[0-9a-f]{6})-(\d{6})\.seg$")
-_LOCK = re.compile(r"^(\d{20}-\d+-[0-9a-f]{6})\.lock$")
 DEFAULT_MAX_BYTES = 1 << 30
 
 
@@ -65,91 +62,9 @@ def has_segments(folder: Path) -> bool:
     """True if ``folder`` holds any segment (cheap: one directory listing)."""
     try:
         with os.scandir(folder) as entries:
-            return any(_SEGMENT.match(entry.name) for entry in entries)
+            return any(SEGMENT.match(entry.name) for entry in entries)
     except OSError:
         return False
-
-
-def frame(payload: bytes) -> bytes:
-    """One record as it is written to a segment."""
-    return _HEAD.pack(MAGIC, len(payload), zlib.crc32(payload, len(payload))) + payload
-
-
-def parse_records(data: bytes) -> tuple[list[bytes], int]:
-    """The intact records in ``data`` and how many damaged ones were skipped."""
-    records: list[bytes] = []
-    skipped = 0
-    pos, end = 0, len(data)
-    while pos < end:
-        if data.startswith(MAGIC, pos) and end - pos >= _HEAD.size:
-            _magic, length, crc = _HEAD.unpack_from(data, pos)
-            stop = pos + _HEAD.size + length
-            if stop <= end:
-                payload = data[pos + _HEAD.size : stop]
-                if zlib.crc32(payload, length) == crc:
-                    records.append(payload)
-                    pos = stop
-                    continue
-        # Torn or corrupted (the length too, perhaps): resume at the next record marker.
-        skipped += 1
-        found = data.find(MAGIC, pos + 1)
-        pos = end if found < 0 else found
-    return records, skipped
-
-
-def _try_lock(path: Path) -> int | None:
-    """A descriptor holding an exclusive lock on ``path``, or None while another holds it."""
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        # The last holder may have unlinked the file between our open and our lock.
-        with contextlib.suppress(FileNotFoundError):
-            if os.fstat(fd).st_ino == os.stat(path).st_ino:
-                return fd
-        os.close(fd)
-
-
-def _read_header(path: Path) -> tuple[str | None, int, int]:
-    """``(stream, header length, file size)`` of a segment; stream None if unreadable."""
-    with path.open("rb") as file:
-        size = os.fstat(file.fileno()).st_size
-        head = file.read(_HEAD.size)
-        if len(head) == _HEAD.size:
-            magic, length, crc = _HEAD.unpack(head)
-            payload = file.read(min(length, 65_536))
-            if magic == MAGIC and len(payload) == length and zlib.crc32(payload, length) == crc:
-                with contextlib.suppress(ValueError):
-                    header = orjson.loads(payload)
-                    if isinstance(header, dict) and "ailedger_spool" in header:
-                        stream = header.get("stream")
-                        return (
-                            (stream if isinstance(stream, str) else None),
-                            _HEAD.size + length,
-                            size,
-                        )
-    # A damaged header is skipped (and counted) by the reader like any damaged record.
-    return None, 0, size
-
-
-def _folder_bytes(folder: Path) -> int:
-    """Bytes in all the folder's segments, whoever writes them."""
-    total = 0
-    with contextlib.suppress(OSError), os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.name.endswith(".seg"):
-                with contextlib.suppress(FileNotFoundError):  # sent and deleted meanwhile
-                    total += entry.stat().st_size
-    return total
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 class Spool(Protocol):
@@ -310,7 +225,7 @@ class DiskSpool:
             if info.st_uid != os.getuid() and info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
                 raise PermissionError(f"{self.folder} is writable by other users")
             if self.owner not in self._locks:
-                fd = _try_lock(self.folder / f"{self.owner}.lock")
+                fd = try_lock(self.folder / f"{self.owner}.lock")
                 if fd is None:  # cannot happen: the name is this writer's own
                     raise BlockingIOError(f"{self.owner}.lock is held by another process")
                 self._locks[self.owner] = fd
@@ -319,7 +234,7 @@ class DiskSpool:
             header = frame(orjson.dumps({"ailedger_spool": 1, "stream": self.stream}))
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
             try:
-                _write_all(fd, header)
+                write_all(fd, header)
                 dir_fd = os.open(self.folder, os.O_RDONLY)
                 try:  # the new file's name must survive a power cut along with its contents
                     os.fsync(dir_fd)
@@ -333,7 +248,7 @@ class DiskSpool:
             self._report(exc)
             return False
         self._live_fd = fd
-        total = _folder_bytes(self.folder)
+        total = folder_bytes(self.folder)
         self._live = _Segment(path, self.owner, self.stream, len(header), len(header), own=True)
         self._queue.append(self._live)
         self._bytes += len(header)
@@ -344,7 +259,7 @@ class DiskSpool:
         live = self._live
         assert live is not None
         try:
-            _write_all(self._live_fd, data)
+            write_all(self._live_fd, data)
         except OSError as exc:
             # Half a record would make our own reader skip it: cut back to the last whole one.
             with contextlib.suppress(OSError):
@@ -382,18 +297,18 @@ class DiskSpool:
             names = os.listdir(self.folder)
         except FileNotFoundError:
             return 0
-        writing = {m.group(1) for m in map(_SEGMENT.match, names) if m}
-        locked = {m.group(1) for m in map(_LOCK.match, names) if m}
+        writing = {m.group(1) for m in map(SEGMENT.match, names) if m}
+        locked = {m.group(1) for m in map(LOCK.match, names) if m}
         for owner in locked - writing - set(self._locks) - {self.owner}:
             # A writer that ended with nothing spooled (or was killed so) left its lock file.
-            fd = _try_lock(self.folder / f"{owner}.lock")
+            fd = try_lock(self.folder / f"{owner}.lock")
             if fd is not None:
                 self._locks[owner] = fd
                 self._release(owner, unlink=True)
         owners = sorted(writing - set(self._locks) - {self.owner})
         adopted: list[_Segment] = []
         for owner in owners:
-            fd = _try_lock(self.folder / f"{owner}.lock")
+            fd = try_lock(self.folder / f"{owner}.lock")
             if fd is None:
                 continue  # its writer lives, or another process is replaying it
             taken = self._adopt_owner(owner)
@@ -412,7 +327,7 @@ class DiskSpool:
     def _adopt_owner(self, owner: str) -> list[_Segment]:
         taken: list[_Segment] = []
         for path in sorted(self.folder.glob(f"{owner}-*.seg")):  # listed again, under its lock
-            stream, header_end, size = _read_header(path)
+            stream, header_end, size = read_header(path)
             if stream is None and self.stream is None:
                 log.warning("ailedger spool segment %s names no stream; left in place", path)
                 continue
@@ -560,61 +475,3 @@ class MemorySpool:
 
     def abandon(self) -> None:
         self.closed = True
-
-
-def head_batch(
-    spool: Spool,
-    limit: int,
-    *,
-    max_payload_bytes: int,
-    encode: Callable[[bytes], list[bytes]] | None = None,
-) -> tuple[list[bytes], int]:
-    """``(payloads, records)``: what to send next from the spool's head, and how many
-    records to ``consume`` once Redis has it.
-
-    Encoded events come ``limit`` at a time; a spilled batch (a burst's raw fields) comes
-    alone, encoded now (by ``encode`` if given). Its payloads may be empty (a batch that
-    cannot be read): consume it all the same.
-    """
-    records = spool.peek(limit)
-    if not records:
-        return [], 0
-    if is_spilled(records[0]):
-        if encode is not None:
-            return encode(records[0]), 1
-        return encode_spilled(records[0], max_payload_bytes=max_payload_bytes), 1
-    count = next((i for i, r in enumerate(records) if is_spilled(r)), len(records))
-    return records[:count], count
-
-
-def replay_spool(
-    folder: str | os.PathLike[str],
-    redis_url: str,
-    stream: str | None = None,
-    *,
-    batch_size: int = 500,
-    max_payload_bytes: int = 16_384,
-) -> int:
-    """Send what writers that are gone left in ``folder``, oldest first; returns how many.
-
-    Each segment goes to the stream it was written for; with ``stream``, only that
-    stream's segments are sent. Segments of live writers are left to them. Raises
-    ``redis.RedisError`` if Redis fails midway: what was not sent stays on disk.
-    Spilled batches are redacted and capped at ``max_payload_bytes`` as they are sent.
-    """
-    spool = DiskSpool(folder, stream=stream)
-    client = connect(redis_url)
-    sent = 0
-    try:
-        spool.adopt()
-        while True:
-            batch, records = head_batch(spool, batch_size, max_payload_bytes=max_payload_bytes)
-            if not records:
-                break
-            xadd_events(client, spool.head_stream or "", batch)
-            spool.consume(records)
-            sent += len(batch)
-    finally:
-        spool.close()
-        client.close()
-    return sent

@@ -30,7 +30,8 @@ from producer import AICallLogger
 from producer.backoff import Backoff
 from producer.connection import connect
 from producer.constants import EVENT_FIELD
-from producer.spool import DiskSpool, frame, replay_spool
+from producer.replay import replay_spool
+from producer.spool import DiskSpool, frame
 from producer.wire import encode_event
 from tests.faults import free_port, redis_server_binary
 

@@ -387,7 +387,8 @@ def spool_replay(
     """Send the events producers that are gone left in a spool folder, oldest first."""
     import redis
 
-    from producer.spool import default_spool_dir, replay_spool
+    from producer.replay import replay_spool
+    from producer.spool import default_spool_dir
 
     configure_logging()
     if folder is not None and not folder.is_dir():
