@@ -147,8 +147,11 @@ def test_stop_while_waiting_for_the_writer_returns(settings, redis_client) -> No
     log_events(settings, 2)
     worker = Worker(broken)
     worker.start()
-    wait_for(lambda: pending(redis_client, settings) == 2)
-    stopped = threading.Event()
-    threading.Thread(target=lambda: (worker.stop(timeout=30), stopped.set())).start()
-    assert stopped.wait(40)
-    assert redis_client.xpending(settings.stream, settings.group)["pending"] == 2
+    try:
+        wait_for(lambda: pending(redis_client, settings) == 2)
+        stopped = threading.Event()
+        threading.Thread(target=lambda: (worker.stop(timeout=30), stopped.set())).start()
+        assert stopped.wait(40)
+        assert pending(redis_client, settings) == 2
+    finally:
+        worker.stop(timeout=30)  # never leave a worker thread running past the test
