@@ -170,12 +170,15 @@ def test_worker_thread_start_stop_join(settings, db) -> None:
     worker = Worker(settings)
     worker.start()
     logger = AICallLogger(settings.redis_url, stream=settings.stream)
-    logger.log(task="t", model="gpt-4o", input_tokens=5)
-    assert logger.flush(5)
-    wait_for(lambda: db.execute("SELECT count(*) FROM ai_call_logs").fetchone()[0] == 1)
-    worker.stop(timeout=10)
-    assert worker.join(0)
-    logger.close()
+    try:
+        logger.log(task="t", model="gpt-4o", input_tokens=5)
+        assert logger.flush(5)
+        wait_for(lambda: db.execute("SELECT count(*) FROM ai_call_logs").fetchone()[0] == 1)
+        worker.stop(timeout=10)
+        assert worker.join(0)
+    finally:
+        worker.stop(timeout=10)
+        logger.close()
 
 
 def test_override_price_wins_and_unknown_model_is_unpriced(
