@@ -33,7 +33,7 @@ from tests.edge_processes import (
     tool_env,
 )
 from tests.faults import RedisServer, free_port, wait_for
-from tests.ingest_helpers import FREE, TOKENS, rows_by_id
+from tests.ingest_helpers import FREE, TOKENS, contract_validator, rows_by_id
 
 SCOUT = "meta-llama/Llama-4-Scout-17B-16E-Instruct"
 HAIKU = "claude-3-5-haiku-20241022"
@@ -194,6 +194,12 @@ def test_the_same_call_from_python_typescript_http_and_typescript_redis_gives_th
     assert over_http.stderr == over_redis.stderr == ""  # nothing to complain about
     from_http = orjson.loads(over_http.stdout)["ids"]
     from_redis = orjson.loads(over_redis.stdout)["ids"]
+    # Every entry, whichever producer wrote it, keeps the one contract: the event's schema.
+    validator = contract_validator()
+    entries = redis.Redis.from_url(settings.redis_url).xrange(settings.stream)
+    assert len(entries) == 3 * len(calls)
+    for _, fields in entries:
+        validator.validate(orjson.loads(fields[b"e"]))
 
     run_burst()
     rows = rows_by_id(db)
