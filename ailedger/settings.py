@@ -99,6 +99,8 @@ class Settings(WorkerSettings):
     retention_rows_days: int | None = Field(default=None, ge=1)
     retention_dead_letter_days: int | None = Field(default=30, ge=1)
     retention_batch_size: int = Field(default=10_000, ge=1)
+    #: Monthly partitions of ai_call_logs kept ready past this month (`ailedger partitions`).
+    partition_months_ahead: int = Field(default=3, ge=0, le=120)
 
     # Ingest over HTTP (`POST /api/ingest`, OTLP `POST /v1/traces`), on `ailedger serve`.
     #: Comma-separated ``token`` or ``service:token``; none: ingest answers 401.

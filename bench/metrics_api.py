@@ -141,6 +141,10 @@ def generate(url: str, rows: int, start: datetime, days: int, say: Callable[[str
             )
         ]
         conn.execute("ALTER TABLE ai_call_logs DISABLE TRIGGER ailedger_rollup_insert")
+        key = conn.execute(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE conrelid = 'ai_call_logs'::regclass AND conname = 'ai_call_logs_pkey'"
+        ).fetchone()
         conn.execute("ALTER TABLE ai_call_logs DROP CONSTRAINT ai_call_logs_pkey")
         for r in conn.execute(
             "SELECT indexname FROM pg_indexes WHERE tablename = 'ai_call_logs'"
@@ -160,7 +164,8 @@ def generate(url: str, rows: int, start: datetime, days: int, say: Callable[[str
             done = min(rows, lo + chunk)
             say(f"  {done:,} rows ({done / (time.perf_counter() - began):,.0f}/s)")
         say("  building the primary key and indexes")
-        conn.execute("ALTER TABLE ai_call_logs ADD PRIMARY KEY (id)")
+        # (id, timestamp) since sql/012: whatever the key is, it comes back as it was.
+        conn.execute(f"ALTER TABLE ai_call_logs ADD CONSTRAINT ai_call_logs_pkey {key[0]}")
         for definition in indexes:
             conn.execute(definition)
         conn.execute("ALTER TABLE ai_call_logs ENABLE TRIGGER ailedger_rollup_insert")

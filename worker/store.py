@@ -1,7 +1,7 @@
 """Writing a batch to Postgres: COPY into a staging table, then one idempotent INSERT.
 
-The event id is the primary key, so a batch delivered twice (a worker died after
-the commit, before XACK) inserts nothing the second time.
+The event id and its timestamp (set once, by the producer) are the primary key, so a batch
+delivered twice (a worker died after the commit, before XACK) inserts nothing the second time.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ _CREATE_STAGE = (
 )
 _COPY = f"COPY {_STAGE} ({_COLS}) FROM STDIN"
 _INSERT = (
-    f"INSERT INTO ai_call_logs ({_COLS}) SELECT {_COLS} FROM {_STAGE} ON CONFLICT (id) DO NOTHING"
+    f"INSERT INTO ai_call_logs ({_COLS}) SELECT {_COLS} FROM {_STAGE} ON CONFLICT (id, timestamp)"
+    " DO NOTHING"
 )
 _REJECT = """
 INSERT INTO ai_call_rejects (stream_id, stream, event_id, reason, raw, delivery_count)

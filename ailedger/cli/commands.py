@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from ailedger.cli.errors import settings_error
+from ailedger.cli.partitions import partitions_app
 from ailedger.cli.spend import alerts_app, budget_app, retention_app
 from ailedger.settings import Settings, hide_password
 from worker.errors import InvalidInput
@@ -539,3 +540,4 @@ def serve(
 app.add_typer(budget_app, name="budget")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(retention_app, name="retention")
+app.add_typer(partitions_app, name="partitions")

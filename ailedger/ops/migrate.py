@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import structlog
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from ailedger.ops.partitions import ensure_partitions, prepare_conversion
 from worker.errors import MigrationError
 
 log = structlog.get_logger("ailedger.migrate")
@@ -25,6 +28,11 @@ log = structlog.get_logger("ailedger.migrate")
 #: Arbitrary but fixed: the advisory lock every migrating process takes.
 _LOCK_KEY = 0x41494C45  # "AILE"
 _NAME = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
+
+
+#: Steps run before a migration, outside any transaction (CREATE INDEX CONCURRENTLY,
+#: VALIDATE CONSTRAINT under a weak lock), so the migration's own locks stay short.
+_BEFORE: dict[str, Callable[[psycopg.Connection[Any]], None]] = {"012": prepare_conversion}
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +110,10 @@ def migrate(
     ensure_database(database_url)
     applied_now: list[str] = []
     with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+        # Polled, not waited for: a runner blocked inside pg_advisory_lock holds a
+        # snapshot, which the holder's CREATE INDEX CONCURRENTLY would wait for: a deadlock.
+        while conn.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK_KEY,)).fetchone() != (True,):
+            time.sleep(0.2)
         try:
             conn.execute(
                 """CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -123,6 +134,8 @@ def migrate(
                         )
                     continue
                 try:
+                    if migration.version in _BEFORE:
+                        _BEFORE[migration.version](conn)
                     with conn.transaction():
                         conn.execute(migration.sql.encode())
                         conn.execute(
@@ -139,6 +152,7 @@ def migrate(
                 log.info("migration applied", migration=migration.name)
             if reader_password:
                 set_password(conn, reader_role, reader_password)
+            ensure_partitions(conn)  # this month and the next ones, once the table is partitioned
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return applied_now

@@ -6,7 +6,9 @@ Three policies (settings, None: keep forever):
   older than that become NULL; everything that was counted stays;
 - ``retention_rows_days`` (off): raw rows older than that are deleted; per-job and
   per-image costs of those calls go with them, the rollups (the API's totals, cost
-  over time) stay;
+  over time) stay. A monthly partition that lies wholly before the cutoff is dropped
+  whole (sql/012_partitions.sql): no DELETE, nothing left for VACUUM; only the rows
+  of the partly expired month (and any in the DEFAULT partition) are deleted;
 - ``retention_dead_letter_days`` (30): dead letters last seen before that are purged
   from ``ai_call_rejects`` and the dead-letter stream.
 
@@ -18,7 +20,7 @@ A dry run counts what would go and changes nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +29,7 @@ import redis
 import structlog
 
 from ailedger.ops.deadletters import purge
+from ailedger.ops.partitions import drop_partitions_before
 from ailedger.settings import Settings
 
 log = structlog.get_logger("ailedger.retention")
@@ -37,6 +40,7 @@ class RetentionReport:
     dry_run: bool
     payloads_dropped: int = 0
     rows_deleted: int = 0
+    partitions_dropped: list[str] = field(default_factory=list)
     dead_letters_purged: int = 0
     payload_cutoff: datetime | None = None
     rows_cutoff: datetime | None = None
@@ -58,6 +62,9 @@ class RetentionReport:
                 continue
             verb = would if self.dry_run else done
             out.append(f"{label}: {verb} {count} {noun} older than {cutoff:%Y-%m-%d %H:%M} UTC")
+        if self.partitions_dropped:
+            verb = "would drop" if self.dry_run else "dropped"
+            out.append(f"partitions: {verb} {', '.join(self.partitions_dropped)} whole")
         return out
 
 
@@ -113,8 +120,8 @@ def drop_payloads(
                 return total
             conn.execute(
                 "UPDATE ai_call_logs SET request_data = NULL, response_data = NULL"
-                " WHERE id = ANY(%s)",
-                ([r[0] for r in rows],),
+                " WHERE id = ANY(%s) AND timestamp >= %s AND timestamp <= %s",
+                ([r[0] for r in rows], rows[0][1], rows[-1][1]),  # the bounds prune partitions
             )
             total += len(rows)
             lo = rows[-1][1]  # ties at lo are filtered by the NOT NULL next time
@@ -122,21 +129,23 @@ def drop_payloads(
 
 def delete_rows(
     conn: psycopg.Connection[Any], cutoff: datetime, *, batch: int, dry_run: bool
-) -> int:
+) -> tuple[int, list[str]]:
+    """Delete the raw rows before ``cutoff``; returns (rows, partitions dropped whole)."""
+    total, dropped = drop_partitions_before(conn, cutoff, dry_run=dry_run)
     if dry_run:
-        return _count(conn, "ai_call_logs WHERE timestamp < %s", (cutoff,))
-    total = 0
+        return _count(conn, "ai_call_logs WHERE timestamp < %s", (cutoff,)), dropped
     while True:
         with conn.transaction():
             conn.execute("SET LOCAL ailedger.retention = 'on'")
+            # (id, timestamp): the key, and the timestamp lets Postgres look in one partition.
             cursor = conn.execute(
-                "DELETE FROM ai_call_logs WHERE id IN (SELECT id FROM ai_call_logs"
-                " WHERE timestamp < %s ORDER BY timestamp LIMIT %s)",
+                "DELETE FROM ai_call_logs WHERE (id, timestamp) IN (SELECT id, timestamp"
+                " FROM ai_call_logs WHERE timestamp < %s ORDER BY timestamp LIMIT %s)",
                 (cutoff, batch),
             )
         total += cursor.rowcount
         if cursor.rowcount < batch:
-            return total
+            return total, dropped
 
 
 def run_retention(
@@ -158,7 +167,9 @@ def run_retention(
         )
     if settings.retention_rows_days is not None:
         report.rows_cutoff = now - timedelta(days=settings.retention_rows_days)
-        report.rows_deleted = delete_rows(conn, report.rows_cutoff, batch=batch, dry_run=dry_run)
+        report.rows_deleted, report.partitions_dropped = delete_rows(
+            conn, report.rows_cutoff, batch=batch, dry_run=dry_run
+        )
     if settings.retention_dead_letter_days is not None:
         age = timedelta(days=settings.retention_dead_letter_days)
         report.dead_letter_cutoff = now - age

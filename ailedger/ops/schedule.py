@@ -6,7 +6,8 @@ Registered on the stream's maintenance queue (``maintenance_queue(stream)``):
   then the outbox;
 - :func:`deliver_job` every ``outbox_every_s`` (15 s): the outbox alone, so a
   receiver that came back does not wait for the next evaluation;
-- :func:`retention_job` daily (and at the scheduler's start).
+- :func:`retention_job` daily (and at the scheduler's start);
+- :func:`partitions_job` hourly: this month's partition of ai_call_logs and the next ones.
 
 Two schedulers (or two ``ailedger jobs`` processes) may run at once: evaluation is
 idempotent in the database (unique alert keys, ``ON CONFLICT DO NOTHING``) and delivery
@@ -28,6 +29,7 @@ from ailedger.settings import Settings
 log = structlog.get_logger("ailedger.schedule")
 
 DAY_S = 86_400
+HOUR_S = 3_600
 
 
 def _settings(flags: dict[str, Any]) -> Settings:
@@ -67,6 +69,15 @@ def retention_job(**flags: Any) -> list[str]:
         return run_retention(conn, settings).lines()
 
 
+def partitions_job(**flags: Any) -> list[str]:
+    """Create the monthly partitions of ai_call_logs that are missing."""
+    from ailedger.ops.partitions import ensure_partitions
+
+    settings = _settings(flags)
+    with psycopg.connect(settings.database_url, autocommit=True, connect_timeout=10) as conn:
+        return ensure_partitions(conn, months_ahead=settings.partition_months_ahead).lines()
+
+
 def job_flags(settings: Settings) -> dict[str, Any]:
     """What a scheduled job carries: names only, never a URL (it may hold a password)."""
     return {"stream": settings.stream, "group": settings.group}
@@ -85,6 +96,7 @@ def build_scheduler(connection: Any, settings: Settings) -> Any:
         (evaluate_job, settings.alert_every_s, 300),
         (deliver_job, settings.outbox_every_s, 300),
         (retention_job, DAY_S, 6 * 3600),
+        (partitions_job, HOUR_S, 3600),
     ):
         scheduler.register(
             func, queue, kwargs=flags, interval=every, job_timeout=timeout,
