@@ -18,6 +18,7 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from operator import add, itemgetter
 from typing import Any
 
 import psycopg
@@ -126,20 +127,37 @@ class _Rollup:
         self.confidence_hist = [0] * CONFIDENCE_BUCKETS
 
     def merge(self, other: _Rollup) -> None:
-        self.n = [a + b for a, b in zip(self.n, other.n, strict=True)]
+        self.n = list(map(add, self.n, other.n))
         self.cost += other.cost
         self.confidence_sum += other.confidence_sum
         if other.latency_max is not None:
             self.latency_max = max(self.latency_max or 0, other.latency_max)
-        self.latency_hist = [
-            a + b for a, b in zip(self.latency_hist, other.latency_hist, strict=True)
-        ]
-        self.confidence_hist = [
-            a + b for a, b in zip(self.confidence_hist, other.confidence_hist, strict=True)
-        ]
+        self.latency_hist = list(map(add, self.latency_hist, other.latency_hist))
+        self.confidence_hist = list(map(add, self.confidence_hist, other.confidence_hist))
 
 
-Key = tuple[datetime, str, str, str]
+#: (grain, bucket start, task, model, provider — or the reason, for fallback counts)
+GrainKey = tuple[Any, ...]
+#: The columns a rollup reads, by name: picked from each row in one call.
+_READS = (
+    "timestamp",
+    "task",
+    "model",
+    "provider",
+    "error_message",
+    "action",
+    "fallback_reason",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "cost",
+    "cost_source",
+    "latency_ms",
+    "confidence_score",
+)
+_GRAIN_MINUTES = (("minute", 1), ("hour", 60), ("day", 1440))
 
 
 def reason_key(reason: str | None) -> str:
@@ -147,81 +165,101 @@ def reason_key(reason: str | None) -> str:
     return _REASON_NUMBER.sub("<n>", reason or "")[:200]
 
 
-def _minute(ts: datetime) -> datetime:
-    if ts.tzinfo is not UTC:
-        ts = ts.astimezone(UTC)
-    return ts.replace(second=0, microsecond=0)
-
-
-GrainKey = tuple[Any, ...]  # (grain, bucket start, task, model, provider or reason)
-
-
 def roll_up(rows: Sequence[Any]) -> tuple[dict[GrainKey, _Rollup], dict[GrainKey, int]]:
-    """The rollups (minute, hour and day) and fallback-reason counts of ``rows``."""
-    minutes: dict[Key, _Rollup] = {}
-    reasons: dict[tuple[datetime, str, str, str], int] = {}
+    """The rollups (minute, hour and day, UTC) and fallback-reason counts of ``rows``.
+
+    ``rows`` are named tuples with ``ai_call_logs``'s column names (worker.store.Row).
+    Rows are added up per minute first (minutes since the epoch, as integers), then
+    the minutes into their hours and days.
+    """
+    if not rows:
+        return {}, {}
+    fields = rows[0]._fields
+    pick = itemgetter(*(fields.index(name) for name in _READS))
+    minutes: dict[tuple[int, str, str, str], _Rollup] = {}
+    reasons: dict[tuple[int, str, str, str], int] = {}
     bisect_left = bisect.bisect_left
-    for row in rows:
-        minute = _minute(row.timestamp)
-        key = (minute, row.task, row.model, row.provider or "")
+    for (
+        ts,
+        task,
+        model,
+        provider,
+        error,
+        action,
+        reason,
+        input_tokens,
+        output_tokens,
+        cache_read,
+        cache_write,
+        cache_write_1h,
+        cost,
+        source,
+        latency,
+        score,
+    ) in map(pick, rows):
+        minute = int(ts.timestamp() // 60)
+        key = (minute, task, model, provider or "")
         rollup = minutes.get(key)
         if rollup is None:
             rollup = minutes[key] = _Rollup()
         n = rollup.n
         n[_CALLS] += 1
-        if row.error_message is not None:
+        if error is not None:
             n[_ERRORS] += 1
-        if row.action == "fallback_to_rules":
+        if action == "fallback_to_rules":
             n[_FALLBACKS] += 1
-            why = (minute, row.task, row.model, reason_key(row.fallback_reason))
+            why = (minute, task, model, reason_key(reason))
             reasons[why] = reasons.get(why, 0) + 1
-        if row.input_tokens is not None:
-            n[_INPUT] += row.input_tokens
-        if row.output_tokens is not None:
-            n[_OUTPUT] += row.output_tokens
-        if row.cache_read_tokens is not None:
-            n[_CACHE_READ] += row.cache_read_tokens
-        if row.cache_write_tokens is not None:
-            n[_CACHE_WRITE] += row.cache_write_tokens
-        if row.cache_write_1h_tokens is not None:
-            n[_CACHE_WRITE_1H] += row.cache_write_1h_tokens
-        if row.cost is None:
+        if input_tokens is not None:
+            n[_INPUT] += input_tokens
+        if output_tokens is not None:
+            n[_OUTPUT] += output_tokens
+        if cache_read is not None:
+            n[_CACHE_READ] += cache_read
+        if cache_write is not None:
+            n[_CACHE_WRITE] += cache_write
+        if cache_write_1h is not None:
+            n[_CACHE_WRITE_1H] += cache_write_1h
+        if cost is None:
             n[_UNPRICED] += 1
         else:
-            rollup.cost += row.cost
-        if row.cost_source == "no_usage":
+            rollup.cost += cost
+        if source == "no_usage":
             n[_NO_USAGE] += 1
-        latency = row.latency_ms
         if latency is not None:
             n[_LATENCY_COUNT] += 1
             n[_LATENCY_SUM] += latency
             if rollup.latency_max is None or latency > rollup.latency_max:
                 rollup.latency_max = latency
             rollup.latency_hist[bisect_left(LATENCY_BOUNDS, latency)] += 1
-        score = row.confidence_score
         if score is not None:
             n[_CONFIDENCE_COUNT] += 1
             rollup.confidence_sum += score
             rollup.confidence_hist[min(int(score * CONFIDENCE_BUCKETS), 19)] += 1
+    starts: dict[int, datetime] = {}
+
+    def start(minute: int, grain_minutes: int) -> datetime:
+        bucket = minute - minute % grain_minutes
+        moment = starts.get(bucket)
+        if moment is None:
+            moment = starts[bucket] = datetime.fromtimestamp(bucket * 60, UTC)
+        return moment
+
     out: dict[GrainKey, _Rollup] = {}
-    reason_out: dict[GrainKey, int] = {}
     for (minute, *rest), rollup in minutes.items():
-        out[("minute", minute, *rest)] = rollup
-        for grain, start in _coarser(minute):
-            coarse = out.get((grain, start, *rest))
+        out[("minute", start(minute, 1), *rest)] = rollup
+        for grain, size in _GRAIN_MINUTES[1:]:
+            at: GrainKey = (grain, start(minute, size), *rest)
+            coarse = out.get(at)
             if coarse is None:
-                coarse = out[(grain, start, *rest)] = _Rollup()
+                coarse = out[at] = _Rollup()
             coarse.merge(rollup)
+    reason_out: dict[GrainKey, int] = {}
     for (minute, *rest), calls in reasons.items():
-        reason_out[("minute", minute, *rest)] = calls
-        for grain, start in _coarser(minute):
-            reason_out[(grain, start, *rest)] = reason_out.get((grain, start, *rest), 0) + calls
+        for grain, size in _GRAIN_MINUTES:
+            bucket: GrainKey = (grain, start(minute, size), *rest)
+            reason_out[bucket] = reason_out.get(bucket, 0) + calls
     return out, reason_out
-
-
-def _coarser(minute: datetime) -> tuple[tuple[str, datetime], tuple[str, datetime]]:
-    hour = minute.replace(minute=0)
-    return ("hour", hour), ("day", hour.replace(hour=0))
 
 
 def _histogram(counts: list[int]) -> str:
