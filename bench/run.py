@@ -18,17 +18,19 @@ from rich.console import Console
 from bench.caller import BUSY, SENDER_CAPACITY, measure_burst, run_caller
 from bench.env import DEFAULT_REDIS_URL, bench_env, default_postgres_url, machine_facts
 from bench.events import logged_fields, stream_payloads
+from bench.lag import run_lag
 from bench.profile import run_profile
 from bench.report import median_results, print_report, wide_console
 from bench.throughput import prepare_rows, run_throughput
 
 #: Sizes for a full run and for ``--quick`` (a smoke run of the same code, figures meaningless).
 FULL = {
-    "events": 100_000,
+    "events": 200_000,
     "log_events": 50_000,
     "baseline_events": 5_000,
     "profile_events": 50_000,
 }
+PARTS = ("caller", "bursts", "throughput", "lag", "profile")
 QUICK = {"events": 5_000, "log_events": 2_000, "baseline_events": 200, "profile_events": 5_000}
 
 
@@ -47,8 +49,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=500, help="worker batch size")
     parser.add_argument("--repeat", type=int, default=1, help="runs; figures are medians")
     parser.add_argument(
-        "--only", choices=("caller", "bursts", "throughput", "profile"), action="append"
+        "--only",
+        type=lambda text: [part.strip() for part in text.split(",")],
+        action="extend",
+        help="parts to run, comma-separated: caller, bursts, throughput, lag, profile",
     )
+    parser.add_argument("--lag-rate", type=float, default=5_000, help="events/s for the lag run")
+    parser.add_argument("--lag-seconds", type=float, default=60, help="length of the lag run")
     parser.add_argument("--burst-events", type=int, help="events of the burst (4 threads)")
     parser.add_argument("--no-sampler", action="store_true", help="skip the pyinstrument run")
     parser.add_argument("--profile-out", type=Path, help="write the pyinstrument tree here")
@@ -68,9 +75,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if getattr(args, name) is None:
             setattr(args, name, value)
     args.processes = [int(p) for p in str(args.processes).split(",") if p.strip()]
+    args.only = set(args.only or PARTS)
+    if unknown := args.only - set(PARTS):
+        parser.error(f"--only: unknown part(s) {', '.join(sorted(unknown))}; choose from {PARTS}")
+    if args.quick:
+        args.lag_seconds = min(args.lag_seconds, 5)
     if args.burst_events is None:
         args.burst_events = 20_000 if args.quick else 1_000_000
-    args.only = set(args.only or ("caller", "bursts", "throughput", "profile"))
     return args
 
 
@@ -102,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     throughput_runs: list[list[dict[str, Any]]] = []
     profile: dict[str, Any] | None = None
     bursts: list[dict[str, Any]] = []
+    lag: dict[str, Any] | None = None
     with bench_env(args.redis_url, args.postgres_url, args.run_id) as env:
         machine = machine_facts(env)
         # Any producer the bench makes spools into the run's own folder, never the shared one.
@@ -143,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
         if "bursts" in args.only:
             status.print(f"a burst of {args.burst_events:,} events from 4 threads…")
             bursts.append(measure_burst(env, fields, args.burst_events))
+        if "lag" in args.only:
+            status.print(f"lag: {args.lag_rate:,.0f} events/s for {args.lag_seconds:g} s…")
+            lag = run_lag(env, rate=args.lag_rate, seconds=args.lag_seconds)
         if "profile" in args.only and args.profile_events:
             status.print("profiling one worker…")
             profile = run_profile(
@@ -161,11 +176,14 @@ def main(argv: list[str] | None = None) -> int:
         caller=caller,
         throughput=throughput,
         profile=profile,
+        lag=lag,
         repeats=args.repeat,
         bursts=bursts,
     )
     problems = _problems(caller, throughput, profile)
     problems += [f"{b['name']}: dropped={b['dropped']:,}" for b in bursts if not b["all_sent"]]
+    if lag is not None and not lag["ok"]:
+        problems.append(f"lag: stored {lag['stored']:,} of {lag['events']:,}")
     for problem in problems:
         console.print(f"[red]error:[/red] {problem}")
     console.print(f"bench run {env.run_id} took {time.perf_counter() - began:.0f} s")
@@ -179,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             "throughput_runs": throughput_runs,
             "profile": profile,
             "bursts": bursts,
+            "lag": lag,
             "problems": problems,
         }
         args.json.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2, default=str))

@@ -40,34 +40,34 @@ def make_rows(rng: random.Random, n: int, *, start: datetime = T0, hours: int = 
         one_hour = None if cache_write is None else rng.choice((None, rng.randint(0, cache_write)))
         no_usage = priced and rng.random() < 0.1
         rows.append(
-            (
-                str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-                start + timedelta(seconds=rng.uniform(0, hours * 3600)),
-                None,
-                None,
-                rng.choice(TASKS),
-                rng.choice(MODELS),
-                rng.choice(("anthropic", "openai", None)),
-                rng.choice((None, rng.randint(0, 5_000))),
-                rng.choice((None, rng.randint(0, 900))),
-                rng.choice((None, None, rng.randint(0, 3_000))),
-                cache_write,
-                one_hour,
-                None,
-                Decimal(0 if no_usage else rng.randint(0, 10**9)) / Decimal(10**12)
+            Row(
+                id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                timestamp=start + timedelta(seconds=rng.uniform(0, hours * 3600)),
+                job_id=None,
+                job_key=None,
+                task=rng.choice(TASKS),
+                model=rng.choice(MODELS),
+                provider=rng.choice(("anthropic", "openai", None)),
+                input_tokens=rng.choice((None, rng.randint(0, 5_000))),
+                output_tokens=rng.choice((None, rng.randint(0, 900))),
+                cache_read_tokens=rng.choice((None, None, rng.randint(0, 3_000))),
+                cache_write_tokens=cache_write,
+                cache_write_1h_tokens=one_hour,
+                image_id=None,
+                cost=Decimal(0 if no_usage else rng.randint(0, 10**9)) / Decimal(10**12)
                 if priced
                 else None,
-                ("no_usage" if no_usage else "catalog") if priced else "unpriced",
-                rng.choice((None, rng.randint(0, 70_000), rng.randint(0, 2_000_000))),
-                rng.choice((None, Decimal(rng.randint(0, 100)) / 100)),
-                None,
-                "fallback_to_rules" if fallback else "use_ai_result",
-                rng.choice(REASONS) if fallback else None,
-                None,
-                None,
-                "RateLimitError: 429" if rng.random() < 0.05 else None,
-                None,
-                None,  # service
+                cost_source=("no_usage" if no_usage else "catalog") if priced else "unpriced",
+                latency_ms=rng.choice((None, rng.randint(0, 70_000), rng.randint(0, 2_000_000))),
+                confidence_score=rng.choice((None, Decimal(rng.randint(0, 100)) / 100)),
+                confidence_breakdown=None,
+                action="fallback_to_rules" if fallback else "use_ai_result",
+                fallback_reason=rng.choice(REASONS) if fallback else None,
+                request_data=None,
+                response_data=None,
+                error_message="RateLimitError: 429" if rng.random() < 0.05 else None,
+                ingest_notes=None,
+                service=None,
             )
         )
     return rows

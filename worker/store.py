@@ -1,55 +1,76 @@
-"""Writing a batch to Postgres: COPY into a staging table, then one idempotent INSERT.
+"""Writing a batch to Postgres: COPY straight into ``ai_call_logs``, staging only on conflict.
 
-The event id and its timestamp (set once, by the producer) are the primary key, so a batch
-delivered twice (a worker died after the commit, before XACK) inserts nothing the second time.
+The event id and its timestamp (set once, by the producer) are the primary key, so a
+batch delivered twice (a worker died after the commit, before XACK) inserts nothing the
+second time. The common case, a batch
+of new ids, is one COPY into the table inside a savepoint; only when that COPY hits
+a unique violation is the savepoint rolled back and the batch written the careful
+way: COPY into a staging table, then ``INSERT … ON CONFLICT DO NOTHING RETURNING``,
+which names the rows really inserted. The rollups (worker/rollups.py) are added
+from exactly those rows, in the same transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, NamedTuple
 
 import psycopg
 
-COLUMNS = (
-    "id",
-    "timestamp",
-    "job_id",
-    "job_key",
-    "task",
-    "model",
-    "provider",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cache_write_1h_tokens",
-    "image_id",
-    "cost",
-    "cost_source",
-    "latency_ms",
-    "confidence_score",
-    "confidence_breakdown",
-    "action",
-    "fallback_reason",
-    "request_data",
-    "response_data",
-    "error_message",
-    "ingest_notes",
-    "service",
-)
+from worker.rollups import WRITER_SETTING, add_rollups
+
+
+class Row(NamedTuple):
+    """One ``ai_call_logs`` row as the worker writes it: the fields are the columns, in order."""
+
+    id: Any  # UUID or its text
+    timestamp: datetime
+    job_id: Any  # UUID or its text, or None
+    job_key: str | None
+    task: str
+    model: str
+    provider: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cache_read_tokens: int | None
+    cache_write_tokens: int | None
+    cache_write_1h_tokens: int | None
+    image_id: str | None
+    cost: Decimal | None
+    cost_source: str
+    latency_ms: int | None
+    confidence_score: Decimal | None
+    confidence_breakdown: str | None  # JSON text
+    action: str | None
+    fallback_reason: str | None
+    request_data: str | None  # JSON text
+    response_data: str | None  # JSON text
+    error_message: str | None
+    ingest_notes: str | None  # JSON text
+    service: str | None
+
+
+COLUMNS: tuple[str, ...] = Row._fields
+#: What makes a row a duplicate: the table's unique key.
+CONFLICT_TARGET = "(id, timestamp)"
+
 _COLS = ", ".join(COLUMNS)
 _STAGE = "ailedger_stage"
 _CREATE_STAGE = (
     f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (LIKE ai_call_logs INCLUDING DEFAULTS)"
     " ON COMMIT DELETE ROWS"
 )
-_COPY = f"COPY {_STAGE} ({_COLS}) FROM STDIN"
+_COPY_STRAIGHT = f"COPY ai_call_logs ({_COLS}) FROM STDIN"
+_COPY_STAGE = f"COPY {_STAGE} ({_COLS}) FROM STDIN"
 _INSERT = (
-    f"INSERT INTO ai_call_logs ({_COLS}) SELECT {_COLS} FROM {_STAGE} ON CONFLICT (id, timestamp)"
-    " DO NOTHING"
+    f"INSERT INTO ai_call_logs ({_COLS}) SELECT {_COLS} FROM {_STAGE}"
+    f" ON CONFLICT {CONFLICT_TARGET} DO NOTHING RETURNING id"
 )
+# The table's own rollup trigger stands aside: this transaction adds the rollups itself.
+_WRITER_ROLLUPS = f"SET LOCAL {WRITER_SETTING} = 'writer'"
 _REJECT = """
 INSERT INTO ai_call_rejects (stream_id, stream, event_id, reason, raw, delivery_count)
 VALUES (%s, %s, %s, %s, %s, %s)
@@ -58,8 +79,6 @@ ON CONFLICT (stream_id) DO UPDATE SET
     delivery_count = GREATEST(ai_call_rejects.delivery_count, EXCLUDED.delivery_count),
     last_seen = NOW()
 """
-
-Row = tuple[Any, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +103,12 @@ def write_batch(
     inserted = 0
     with conn.transaction(), conn.cursor() as cur:
         if rows:
-            cur.execute(_CREATE_STAGE)
-            with cur.copy(_COPY) as copy:
-                for row in rows:
-                    copy.write_row(row)
-            cur.execute(_INSERT)
-            inserted = cur.rowcount
+            cur.execute(_WRITER_ROLLUPS)
+            # Positional tuples are rows too (tools, tests): named once here.
+            rows = [row if isinstance(row, Row) else Row._make(row) for row in rows]
+            new = _insert(conn, cur, rows)
+            add_rollups(cur, new)
+            inserted = len(new)
         if rejects:
             cur.executemany(
                 _REJECT,
@@ -99,3 +118,26 @@ def write_batch(
                 ],
             )
     return inserted
+
+
+def _insert(
+    conn: psycopg.Connection[Any], cur: psycopg.Cursor[Any], rows: Sequence[Row]
+) -> Sequence[Row]:
+    """Insert the rows whose ids are not stored yet; returns those rows."""
+    try:
+        with conn.transaction():  # a savepoint: a conflict undoes only this COPY
+            _copy(cur, _COPY_STRAIGHT, rows)
+        return rows
+    except psycopg.errors.UniqueViolation:
+        pass  # some ids are stored already (a batch delivered again)
+    cur.execute(_CREATE_STAGE)
+    _copy(cur, _COPY_STAGE, rows)
+    cur.execute(_INSERT)
+    new = {str(r[0]) for r in cur.fetchall()}
+    return [row for row in rows if str(row[0]) in new]
+
+
+def _copy(cur: psycopg.Cursor[Any], statement: str, rows: Sequence[Row]) -> None:
+    with cur.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)

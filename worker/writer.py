@@ -176,7 +176,7 @@ class BatchWriter:
 
     def _write_isolating(self, conn: psycopg.Connection[Any], batch: PreparedBatch) -> int:
         stream = self.settings.stream
-        source = {row[0]: src for row, src in zip(batch.rows, batch.sources, strict=True)}
+        source = {row.id: src for row, src in zip(batch.rows, batch.sources, strict=True)}
         inserted = 0
         refused: list[Reject] = []
 
@@ -186,13 +186,13 @@ class BatchWriter:
                 inserted += write_batch(conn, rows, stream=stream)
             except ROW_ERRORS as exc:
                 if len(rows) == 1:
-                    stream_id, raw = source[rows[0][0]]
+                    stream_id, raw = source[rows[0].id]
                     refused.append(
                         Reject(
                             stream_id=stream_id.decode(),
                             reason=f"Postgres refused the row: {str(exc).splitlines()[0]}",
                             raw=raw,
-                            event_id=str(rows[0][0]),
+                            event_id=str(rows[0].id),
                         )
                     )
                     return
