@@ -29,7 +29,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import WithJsonSchema
 
-from ailedger.api import budgets, costs, dashboard, images, jobs, live, rollups, whatif
+from ailedger.api import budgets, costs, dashboard, jobs, live, rollups, whatif
 from ailedger.api import models as m
 from ailedger.api.figures import group_cost
 from ailedger.api.paths import Stored
@@ -291,7 +291,7 @@ def create_app(settings: Settings) -> FastAPI:
             return costs.image_costs(conn, image_id)
 
     app.include_router(budgets.router, dependencies=[Depends(admin)])
-    for reads in (images.router, jobs.router, live.router, whatif.router):
+    for reads in (jobs.router, live.router, whatif.router):
         app.include_router(reads, dependencies=[Depends(admin)])
     dashboard.mount(app)
     return app
