@@ -31,6 +31,7 @@ from pydantic import WithJsonSchema
 
 from ailedger.api import budgets, costs, dashboard, jobs, live, rollups, whatif
 from ailedger.api import models as m
+from ailedger.api.cors import ElementCors, parse_origins
 from ailedger.api.figures import group_cost
 from ailedger.api.paths import Stored
 from ailedger.ingest.routes import router as ingest_router
@@ -294,6 +295,9 @@ def create_app(settings: Settings) -> FastAPI:
     for reads in (jobs.router, live.router, whatif.router):
         app.include_router(reads, dependencies=[Depends(admin)])
     dashboard.mount(app)
+    origins = parse_origins(settings.api_cors_origins)
+    if origins:
+        app.add_middleware(ElementCors, origins=origins)
     return app
 
 
