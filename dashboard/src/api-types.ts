@@ -825,7 +825,7 @@ export interface components {
             average_cost: string | null;
             /**
              * Cost
-             * @description USD, exact sum of those jobs' priced calls in range.
+             * @description USD, exact sum of those jobs' priced calls (and filters).
              */
             cost: string;
             /**
