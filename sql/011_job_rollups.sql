@@ -28,7 +28,9 @@ CREATE TABLE IF NOT EXISTS ai_job_rollups (
     last_end_at   TIMESTAMPTZ NOT NULL,  -- the latest call's start + latency
     PRIMARY KEY (job_id, task, model, provider)
 ) WITH (fillfactor = 70);
-CREATE INDEX IF NOT EXISTS ai_job_rollups_last_call ON ai_job_rollups (last_call_at);
+-- Covering: a range's jobs, their count and cost come from the index alone.
+CREATE INDEX IF NOT EXISTS ai_job_rollups_last_call ON ai_job_rollups (last_call_at)
+    INCLUDE (first_call_at, job_id, task, model, cost, unpriced);
 GRANT SELECT ON ai_job_rollups TO ailedger_reader;
 
 CREATE OR REPLACE FUNCTION ailedger_job_rollup_sql(source TEXT) RETURNS TEXT

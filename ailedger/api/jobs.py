@@ -61,14 +61,16 @@ def recent_jobs(
             clause += " AND job_id::text LIKE %s"
             params.append(needle + "%")
     query = f"""
-        WITH hit AS (SELECT DISTINCT job_id FROM ai_job_rollups WHERE {clause})
         SELECT job_id, sum(calls)::bigint AS calls, sum(tokens)::bigint AS tokens,
                sum(cost) AS cost, sum(unpriced)::bigint AS unpriced_calls,
                sum(fallbacks)::bigint AS fallbacks, sum(errors)::bigint AS errors,
                min(first_call_at) AS first_call_at, max(last_call_at) AS last_call_at,
                round(extract(epoch FROM max(last_end_at) - min(first_call_at)) * 1000)::bigint
                    AS duration_ms
-        FROM ai_job_rollups JOIN hit USING (job_id)
+        FROM ai_job_rollups
+        -- An array, not a join: the planner then reads each job by its key, where a join
+        -- misjudged the few thousand jobs of a day and scanned the whole table.
+        WHERE job_id = ANY(ARRAY(SELECT DISTINCT job_id FROM ai_job_rollups WHERE {clause}))
         GROUP BY job_id ORDER BY {SORTS[sort]} DESC, job_id LIMIT %s"""
     backends: Any = request.app.state.backends
     with backends.pool().connection() as conn:
