@@ -36,6 +36,9 @@ class Settings(WorkerSettings):
     #: reader's password when one is set.
     api_database_url: str | None = None
     api_role: str = DEFAULT_READER_ROLE
+    #: Exact origins (comma-separated) whose pages may embed the job and image elements
+    #: and read their figures cross-origin; empty: same origin only (ailedger/api/cors.py).
+    api_cors_origins: str = ""
     #: The read-only role's password: `migrate` sets it, the API logs in with it.
     reader_password: SecretStr | None = None
     #: A file holding it instead (a Docker or Kubernetes secret); wins over the variable.

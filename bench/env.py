@@ -7,6 +7,7 @@ the shared servers and removes all of it when it ends, even when it fails.
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import shutil
@@ -34,6 +35,14 @@ KEY_PREFIX = "ailedger-bench:"
 
 def database_name(url: str) -> str:
     return str(conninfo_to_dict(url)["dbname"])
+
+
+def server_args(parser: argparse.ArgumentParser) -> None:
+    """``--redis-url`` and ``--postgres-url``, defaulting to the environment's servers."""
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("AILEDGER_REDIS_URL", DEFAULT_REDIS_URL)
+    )
+    parser.add_argument("--postgres-url", default=default_postgres_url())
 
 
 def default_postgres_url() -> str:

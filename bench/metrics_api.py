@@ -40,7 +40,7 @@ from pydantic import SecretStr
 from ailedger.api.app import create_app
 from ailedger.demo.traffic import PROFILES, generate_jobs
 from ailedger.settings import Settings
-from bench.env import DEFAULT_REDIS_URL, bench_env, default_postgres_url, machine_facts
+from bench.env import bench_env, machine_facts, server_args
 from worker.store import COLUMNS, write_batch
 
 TOKEN = "bench-token"
@@ -140,7 +140,8 @@ def generate(url: str, rows: int, start: datetime, days: int, say: Callable[[str
                 " AND indexname <> 'ai_call_logs_pkey'"
             )
         ]
-        conn.execute("ALTER TABLE ai_call_logs DISABLE TRIGGER ailedger_rollup_insert")
+        # Every rollup (time buckets, jobs) is built afterwards by one statement each.
+        conn.execute("ALTER TABLE ai_call_logs DISABLE TRIGGER USER")
         key = conn.execute(
             "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
             " WHERE conrelid = 'ai_call_logs'::regclass AND conname = 'ai_call_logs_pkey'"
@@ -168,7 +169,7 @@ def generate(url: str, rows: int, start: datetime, days: int, say: Callable[[str
         conn.execute(f"ALTER TABLE ai_call_logs ADD CONSTRAINT ai_call_logs_pkey {key[0]}")
         for definition in indexes:
             conn.execute(definition)
-        conn.execute("ALTER TABLE ai_call_logs ENABLE TRIGGER ailedger_rollup_insert")
+        conn.execute("ALTER TABLE ai_call_logs ENABLE TRIGGER USER")
         conn.execute("DROP TABLE bench_profiles")
         conn.execute("VACUUM ANALYZE ai_call_logs")
 
@@ -178,7 +179,9 @@ def build_rollups(url: str) -> float:
     with psycopg.connect(url, autocommit=True) as conn:
         began = time.perf_counter()
         conn.execute("SELECT ailedger_rebuild_rollups('-infinity', 'infinity')")
+        conn.execute("SELECT ailedger_rebuild_job_rollups()")
         seconds = time.perf_counter() - began
+        conn.execute("VACUUM ANALYZE ai_job_rollups")
         conn.execute("VACUUM ANALYZE ai_call_rollups")
         conn.execute("VACUUM ANALYZE ai_call_fallback_rollups")
     return seconds
@@ -352,10 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         "--database", help="measure a database kept by an earlier run (--keep) instead"
     )
     parser.add_argument("--json", help="write every figure here")
-    parser.add_argument(
-        "--redis-url", default=os.environ.get("AILEDGER_REDIS_URL", DEFAULT_REDIS_URL)
-    )
-    parser.add_argument("--postgres-url", default=default_postgres_url())
+    server_args(parser)
     args = parser.parse_args(argv)
 
     def say(line: str) -> None:

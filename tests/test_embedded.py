@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import psutil
@@ -20,7 +22,8 @@ from rich.console import Console
 
 from ailedger.demo.embedded import EmbeddedServers, servers_answer
 from ailedger.demo.run import embedded_wanted, run_demo
-from ailedger.demo.traffic import CLIP
+from ailedger.demo.serving import CLIP_PER_IMAGE_USD
+from ailedger.demo.traffic import CLIP, generate_jobs
 from ailedger.settings import Settings
 from tests.faults import free_port
 from worker.errors import ConfigurationError
@@ -144,8 +147,15 @@ def test_demo_needs_no_configuration(data_dir: Path) -> None:
     assert summary.complete, out.getvalue()
     assert summary.stored == 1_000 and summary.embedded
     assert summary.total_cost > 0
+    # The demo prices its self-hosted CLIP per image: each call that did not fail.
     clip = next(m for m in summary.by_model if m.model == CLIP)
-    assert clip.unpriced == clip.calls and clip.cost == 0  # no price known: NULL, never $0
+    embedded_ok = [
+        e
+        for e in generate_jobs(random.Random(11), 1_000)
+        if e["model"] == CLIP and "error_message" not in e
+    ]
+    assert clip.unpriced == 0
+    assert clip.cost == Decimal(CLIP_PER_IMAGE_USD) * len(embedded_ok)
     assert sum(t.calls for t in summary.by_task) == 1_000
     printed = out.getvalue()
     assert "Cost by model" in printed and "events/s" in printed

@@ -29,8 +29,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import WithJsonSchema
 
-from ailedger.api import budgets, costs, dashboard, images, jobs, live, rollups, whatif
+from ailedger.api import budgets, costs, dashboard, jobs, live, rollups, whatif
 from ailedger.api import models as m
+from ailedger.api.cors import ElementCors, parse_origins
 from ailedger.api.figures import group_cost
 from ailedger.api.paths import Stored
 from ailedger.ingest.routes import router as ingest_router
@@ -291,9 +292,12 @@ def create_app(settings: Settings) -> FastAPI:
             return costs.image_costs(conn, image_id)
 
     app.include_router(budgets.router, dependencies=[Depends(admin)])
-    for reads in (images.router, jobs.router, live.router, whatif.router):
+    for reads in (jobs.router, live.router, whatif.router):
         app.include_router(reads, dependencies=[Depends(admin)])
     dashboard.mount(app)
+    origins = parse_origins(settings.api_cors_origins)
+    if origins:
+        app.add_middleware(ElementCors, origins=origins)
     return app
 
 

@@ -24,7 +24,7 @@ CSP = (
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
 #: Paths of the dashboard's views: each answers with the same page, which routes itself.
-VIEW_PATHS = ("/", "/jobs", "/jobs/{job_id}", "/images/{image_id:path}")
+VIEW_PATHS = ("/", "/jobs", "/jobs/{job_id}", "/budgets", "/images/{image_id:path}")
 _SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",

@@ -61,6 +61,6 @@ class ConfidenceReport(BaseModel):
 
 class JobsSummary(BaseModel):
     jobs: int = Field(description="Distinct jobs with calls in the range (and filters).")
-    cost: Decimal = Field(description="USD, exact sum of those jobs' priced calls in range.")
+    cost: Decimal = Field(description="USD, exact sum of those jobs' priced calls (and filters).")
     unpriced_calls: int
     average_cost: Decimal | None = Field(description="cost / jobs; None without jobs.")

@@ -1,6 +1,8 @@
 """Recent processing jobs (PDF uploads): what each cost, newest or dearest first.
 
-Read from the raw rows of the range through the timestamp index, grouped by job.
+Read from the per-job rollups (sql/013_job_rollups.sql), never the raw rows: a range's
+jobs are those with a call in it, each with its whole figures, so the answer costs the
+same at ten thousand rows and at ten million.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ SORTS = {
     "errors": "errors",
 }
 
+#: A job's (task, model) rows with a call in [from, to): it started before `to` and its
+#: last call was at or after `from`.
+_IN_RANGE = "first_call_at < %s AND last_call_at >= %s"
+
 router = APIRouter(tags=["dashboard"])
 
 
@@ -43,8 +49,8 @@ def recent_jobs(
     from ailedger.api.app import _range  # the API's one reading of from/to
 
     lo, hi, _ = _range(start, end, None)
-    clause = "timestamp >= %s AND timestamp < %s AND job_id IS NOT NULL"
-    params: list[Any] = [lo, hi]
+    clause = _IN_RANGE
+    params: list[Any] = [hi, lo]
     if q:
         needle = q.strip().lower()
         if any(c not in "0123456789abcdef-" for c in needle):
@@ -55,19 +61,16 @@ def recent_jobs(
             clause += " AND job_id::text LIKE %s"
             params.append(needle + "%")
     query = f"""
-        SELECT job_id, count(*) AS calls,
-               coalesce(sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0)
-                            + coalesce(cache_read_tokens, 0) + coalesce(cache_write_tokens, 0)),
-                        0) AS tokens,
-               coalesce(sum(cost), 0) AS cost,
-               count(*) FILTER (WHERE cost IS NULL) AS unpriced_calls,
-               count(*) FILTER (WHERE action = 'fallback_to_rules') AS fallbacks,
-               count(*) FILTER (WHERE error_message IS NOT NULL) AS errors,
-               min(timestamp) AS first_call_at, max(timestamp) AS last_call_at,
-               round(extract(epoch FROM max(timestamp + make_interval(
-                   secs => coalesce(latency_ms, 0) / 1000.0)) - min(timestamp)) * 1000)::bigint
+        SELECT job_id, sum(calls)::bigint AS calls, sum(tokens)::bigint AS tokens,
+               sum(cost) AS cost, sum(unpriced)::bigint AS unpriced_calls,
+               sum(fallbacks)::bigint AS fallbacks, sum(errors)::bigint AS errors,
+               min(first_call_at) AS first_call_at, max(last_call_at) AS last_call_at,
+               round(extract(epoch FROM max(last_end_at) - min(first_call_at)) * 1000)::bigint
                    AS duration_ms
-        FROM ai_call_logs WHERE {clause}
+        FROM ai_job_rollups
+        -- An array, not a join: the planner then reads each job by its key, where a join
+        -- misjudged the few thousand jobs of a day and scanned the whole table.
+        WHERE job_id = ANY(ARRAY(SELECT DISTINCT job_id FROM ai_job_rollups WHERE {clause}))
         GROUP BY job_id ORDER BY {SORTS[sort]} DESC, job_id LIMIT %s"""
     backends: Any = request.app.state.backends
     with backends.pool().connection() as conn:
@@ -91,8 +94,8 @@ def jobs_summary(
     from ailedger.api.app import _range
 
     lo, hi, _ = _range(start, end, None)
-    clause = "timestamp >= %s AND timestamp < %s AND job_id IS NOT NULL"
-    params: list[Any] = [lo, hi]
+    clause = _IN_RANGE
+    params: list[Any] = [hi, lo]
     if task:
         clause += " AND task = ANY(%s)"
         params.append(task)
@@ -100,8 +103,8 @@ def jobs_summary(
         clause += " AND model = ANY(%s)"
         params.append(model)
     query = f"""SELECT count(DISTINCT job_id), coalesce(sum(cost), 0),
-                       count(*) FILTER (WHERE cost IS NULL)
-                FROM ai_call_logs WHERE {clause}"""
+                       coalesce(sum(unpriced), 0)::bigint
+                FROM ai_job_rollups WHERE {clause}"""
     backends: Any = request.app.state.backends
     with backends.pool().connection() as conn:
         row = conn.execute(query, params).fetchone()

@@ -139,8 +139,17 @@ def demo(
         Path | None,
         typer.Option("--data-dir", help=_env("Where embedded servers keep their data", "data_dir")),
     ] = None,
+    serve: Annotated[
+        bool | None,
+        typer.Option(
+            "--serve/--no-serve",
+            help="Then serve the dashboard on 127.0.0.1 with a fresh token until Ctrl-C"
+            " [default: serve when the output is a terminal]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Generate a day of realistic platform traffic and show what it cost."""
+    """Generate a day of realistic platform traffic, show what it cost, then the dashboard."""
     from ailedger.extras import require
 
     require("demo")
@@ -148,7 +157,8 @@ def demo(
 
     configure_logging(level="WARNING")
     settings = _settings(data_dir=data_dir)
-    summary = run_demo(settings, events=events, processes=processes, console=console)
+    serve = sys.stdout.isatty() if serve is None else serve
+    summary = run_demo(settings, events=events, processes=processes, console=console, serve=serve)
     if not summary.complete:
         raise typer.Exit(1)
 

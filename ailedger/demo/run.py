@@ -29,7 +29,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ailedger.demo.embedded import EmbeddedServers, servers_answer
 from ailedger.demo.report import DemoSummary, ModelCost, TaskSummary, print_summary
-from ailedger.demo.traffic import Event, generate_jobs
+from ailedger.demo.serving import CLIP_PER_IMAGE_USD, serve_dashboard
+from ailedger.demo.traffic import CLIP, Event, generate_jobs
 from ailedger.ops.migrate import migrate
 from ailedger.settings import Settings, hide_password
 from producer import AICallLogger
@@ -65,12 +66,14 @@ def run_demo(
     use_embedded: bool | None = None,
     seed: int | None = None,
     console: Console | None = None,
+    serve: bool = False,
 ) -> DemoSummary:
     """Run the demo end to end, print its summary and return it.
 
     ``use_embedded`` defaults to :func:`embedded_wanted`. ``seed`` reproduces the
     traffic (not the event ids, which the producer makes); by default each run
-    draws its own.
+    draws its own. ``serve``: then serve the dashboard on the same servers until
+    Ctrl-C (embedded ones stay up meanwhile).
     """
     console = console or Console()
     use_embedded = embedded_wanted() if use_embedded is None else use_embedded
@@ -97,6 +100,7 @@ def run_demo(
         settings = settings.model_copy(update={"stream": stream})
         with console.status("migrating"):
             migrate(settings.database_url)
+            _price_clip(settings.database_url)
         traffic = list(generate_jobs(random.Random(seed), events))
         job_ids = sorted({e["job_id"] for e in traffic})
         console.print(
@@ -133,8 +137,21 @@ def run_demo(
             )
         if summary.complete:
             _forget_stream(settings)
-    print_summary(summary, console)
+        print_summary(summary, console)
+        if serve and summary.complete:
+            serve_dashboard(settings, console)
     return summary
+
+
+def _price_clip(database_url: str) -> None:
+    """The demo's self-hosted CLIP gets a per-image price, unless one is set already."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO price_overrides (provider, model, per_image, note)"
+            " VALUES ('local', %s, %s, 'ailedger demo: self-hosted CLIP, per image')"
+            " ON CONFLICT DO NOTHING",
+            (CLIP, CLIP_PER_IMAGE_USD),
+        )
 
 
 class _Workers:

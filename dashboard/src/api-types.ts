@@ -24,6 +24,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/admin/alerts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Alerts
+         * @description Active alerts (rules firing, budgets reached this period) and the most recent past ones.
+         */
+        get: operations["alerts_api_admin_alerts_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/budgets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Budgets
+         * @description Each budget with its spend this period, percentage of the limit and projection.
+         */
+        get: operations["budgets_api_admin_budgets_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/admin/confidence": {
         parameters: {
             query?: never;
@@ -36,26 +76,6 @@ export interface paths {
          * @description Each task's confidence histogram with calls and estimated cost per bin, and threshold.
          */
         get: operations["confidence_by_task_api_admin_confidence_get"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/admin/image-costs": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /**
-         * Image Costs
-         * @description Cost per step (embedding, vision analysis, validation, …) of one image, and the total.
-         */
-        get: operations["image_costs_api_admin_image_costs_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -144,6 +164,31 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/ingest": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Ingest
+         * @description Write events to the stream: a JSON array, or NDJSON; gzip welcome.
+         *
+         *     Events follow contract/event.schema.json; one without ``id`` gets one, one without
+         *     ``timestamp`` gets the receive time less its ``latency_ms``. A token bound to a service
+         *     stamps it on every event; otherwise ``X-AILedger-Service`` names the service of events
+         *     that do not.
+         */
+        post: operations["ingest_api_ingest_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/jobs/{job_id}/calls": {
         parameters: {
             query?: never;
@@ -204,6 +249,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/traces": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Export Traces
+         * @description OTLP/HTTP trace export: GenAI spans become events; other spans are skipped.
+         */
+        post: operations["export_traces_v1_traces_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -231,10 +296,125 @@ export interface components {
             top_fallback_reasons: components["schemas"]["FallbackReason"][];
             totals: components["schemas"]["CallStats"];
         };
+        /**
+         * Alert
+         * @description An alert as notifications carry it (docs/alerts.md).
+         */
+        Alert: {
+            /** Budget Id */
+            budget_id: number | null;
+            /** Details */
+            details: {
+                [key: string]: unknown;
+            };
+            /** Fired At */
+            fired_at: string;
+            /** Id */
+            id: number;
+            /** Kind */
+            kind: string;
+            /**
+             * Name
+             * @description `rule NAME` or `budget #ID`
+             */
+            name: string;
+            /** Period Start */
+            period_start: string | null;
+            /** Resolved At */
+            resolved_at: string | null;
+            /** Rule */
+            rule: string | null;
+            /** Scope */
+            scope: string;
+            /**
+             * Source
+             * @description `rule` or `budget`
+             */
+            source: string;
+            /** Summary */
+            summary: string;
+            /** Threshold */
+            threshold: string | null;
+        };
+        /** Alerts */
+        Alerts: {
+            /** Active */
+            active: components["schemas"]["Alert"][];
+            /** History */
+            history: components["schemas"]["Alert"][];
+        };
+        /**
+         * BudgetState
+         * @description One budget where it stands now; money as exact decimal strings (USD).
+         */
+        BudgetState: {
+            /**
+             * Elapsed
+             * @description Share of the period gone, 0 to 1.
+             */
+            elapsed: number;
+            /** Id */
+            id: number;
+            /** Jobs Active */
+            jobs_active: number | null;
+            /** Jobs Over Limit */
+            jobs_over_limit: string[] | null;
+            /** Limit Usd */
+            limit_usd: string;
+            /**
+             * Notify
+             * @description Receivers, shown without their path.
+             */
+            notify: string[];
+            /**
+             * Percent
+             * @description spent / limit * 100, one decimal.
+             */
+            percent: string;
+            /**
+             * Period
+             * @description `day`, `week` or `month` (UTC)
+             */
+            period: string;
+            /** Period End */
+            period_end: string;
+            /** Period Start */
+            period_start: string;
+            /**
+             * Projection Usd
+             * @description At this rate the period ends at this spend; null for the `job` scope.
+             */
+            projection_usd: string | null;
+            /**
+             * Scope
+             * @description `all`, `job` (each job), `task=NAME`, `model=NAME` …
+             */
+            scope: string;
+            /**
+             * Spent Usd
+             * @description Spend this period; for `job`, the costliest job's.
+             */
+            spent_usd: string;
+            /**
+             * Thresholds
+             * @description Percentages of the limit that alert.
+             */
+            thresholds: string[];
+            /**
+             * Unpriced Calls
+             * @description Calls without a price: the spend is a lower bound.
+             */
+            unpriced_calls: number;
+        };
         /** CallStats */
         CallStats: {
             /** Cache Read Tokens */
             cache_read_tokens: number;
+            /**
+             * Cache Write 1H Tokens
+             * @description The part of cache_write_tokens written to a 1-hour cache (priced higher).
+             */
+            cache_write_1h_tokens: number;
             /** Cache Write Tokens */
             cache_write_tokens: number;
             /** Calls */
@@ -243,9 +423,9 @@ export interface components {
             confidence_mean: number | null;
             /**
              * Cost
-             * @description USD, exact sum over the priced calls.
+             * @description USD, exact sum over the priced calls; null when there are calls and none is priced (unpriced_calls says how many a sum leaves out)
              */
-            cost: string;
+            cost: string | null;
             /** Error Rate */
             error_rate: number | null;
             /** Errors */
@@ -254,9 +434,17 @@ export interface components {
             fallback_rate: number | null;
             /** Fallbacks */
             fallbacks: number;
-            /** Input Tokens */
+            /**
+             * Input Tokens
+             * @description All input, cache reads and writes included.
+             */
             input_tokens: number;
             latency_ms: components["schemas"]["LatencyStats"];
+            /**
+             * No Usage Calls
+             * @description Failed calls that reported no usage: nothing was billed, counted at $0 (cost_source no_usage), not unpriced.
+             */
+            no_usage_calls: number;
             /** Output Tokens */
             output_tokens: number;
             /**
@@ -266,12 +454,12 @@ export interface components {
             scored_calls: number;
             /**
              * Tokens
-             * @description All four token counts together.
+             * @description input_tokens + output_tokens: the total the provider reports and bills (input_tokens already includes cache reads and writes)
              */
             tokens: number;
             /**
              * Unpriced Calls
-             * @description Calls of models without a known price (no cost).
+             * @description Calls of models without a known price: cost unknown, left out of the sum.
              */
             unpriced_calls: number;
         };
@@ -313,19 +501,30 @@ export interface components {
         CostTotals: {
             /** Cache Read Tokens */
             cache_read_tokens: number;
+            /**
+             * Cache Write 1H Tokens
+             * @description The part of cache_write_tokens written to a 1-hour cache (priced higher).
+             */
+            cache_write_1h_tokens: number;
             /** Cache Write Tokens */
             cache_write_tokens: number;
             /** Calls */
             calls: number;
-            /** Cost */
-            cost: string;
+            /**
+             * Cost
+             * @description USD, exact sum over the priced calls; null when there are calls and none is priced (unpriced_calls says how many a sum leaves out)
+             */
+            cost: string | null;
             /** Errors */
             errors: number;
             /** Fallbacks */
             fallbacks: number;
             /** First Call At */
             first_call_at: string | null;
-            /** Input Tokens */
+            /**
+             * Input Tokens
+             * @description All input, cache reads and writes included.
+             */
             input_tokens: number;
             /** Last Call At */
             last_call_at: string | null;
@@ -334,12 +533,31 @@ export interface components {
              * @description Sum of the calls' latencies.
              */
             latency_ms: number;
+            /**
+             * No Usage Calls
+             * @description Failed calls that reported no usage: nothing was billed, counted at $0 (cost_source no_usage), not unpriced.
+             */
+            no_usage_calls: number;
             /** Output Tokens */
             output_tokens: number;
-            /** Tokens */
+            /**
+             * Tokens
+             * @description input_tokens + output_tokens: the total the provider reports and bills (input_tokens already includes cache reads and writes)
+             */
             tokens: number;
-            /** Unpriced Calls */
+            /**
+             * Unpriced Calls
+             * @description Calls of models without a known price: cost unknown, left out of the sum.
+             */
             unpriced_calls: number;
+        };
+        /**
+         * ErrorMessage
+         * @description An error the API explains in one sentence (401, 503).
+         */
+        ErrorMessage: {
+            /** Detail */
+            detail: string;
         };
         /** FallbackReason */
         FallbackReason: {
@@ -379,19 +597,30 @@ export interface components {
         ImageStep: {
             /** Cache Read Tokens */
             cache_read_tokens: number;
+            /**
+             * Cache Write 1H Tokens
+             * @description The part of cache_write_tokens written to a 1-hour cache (priced higher).
+             */
+            cache_write_1h_tokens: number;
             /** Cache Write Tokens */
             cache_write_tokens: number;
             /** Calls */
             calls: number;
-            /** Cost */
-            cost: string;
+            /**
+             * Cost
+             * @description USD, exact sum over the priced calls; null when there are calls and none is priced (unpriced_calls says how many a sum leaves out)
+             */
+            cost: string | null;
             /** Errors */
             errors: number;
             /** Fallbacks */
             fallbacks: number;
             /** First Call At */
             first_call_at: string | null;
-            /** Input Tokens */
+            /**
+             * Input Tokens
+             * @description All input, cache reads and writes included.
+             */
             input_tokens: number;
             /** Last Call At */
             last_call_at: string | null;
@@ -402,14 +631,53 @@ export interface components {
             latency_ms: number;
             /** Models */
             models: string[];
+            /**
+             * No Usage Calls
+             * @description Failed calls that reported no usage: nothing was billed, counted at $0 (cost_source no_usage), not unpriced.
+             */
+            no_usage_calls: number;
             /** Output Tokens */
             output_tokens: number;
             /** Task */
             task: string;
-            /** Tokens */
+            /**
+             * Tokens
+             * @description input_tokens + output_tokens: the total the provider reports and bills (input_tokens already includes cache reads and writes)
+             */
             tokens: number;
-            /** Unpriced Calls */
+            /**
+             * Unpriced Calls
+             * @description Calls of models without a known price: cost unknown, left out of the sum.
+             */
             unpriced_calls: number;
+        };
+        /** IngestAnswer */
+        IngestAnswer: {
+            /**
+             * Accepted
+             * @description Ids of the events written to the stream.
+             */
+            accepted: string[];
+            /** Rejected */
+            rejected: components["schemas"]["IngestRejection"][];
+        };
+        /** IngestRejection */
+        IngestRejection: {
+            /**
+             * Error
+             * @description What is wrong with the event and what to change.
+             */
+            error: string;
+            /**
+             * Id
+             * @description The event's id, when it had one as text.
+             */
+            id: string | null;
+            /**
+             * Index
+             * @description Position of the event in the request (0-based).
+             */
+            index: number;
         };
         /** JobCall */
         JobCall: {
@@ -417,13 +685,24 @@ export interface components {
             action: string | null;
             /** Cache Read Tokens */
             cache_read_tokens: number | null;
+            /**
+             * Cache Write 1H Tokens
+             * @description The part of cache_write_tokens written to a 1-hour cache (priced higher).
+             */
+            cache_write_1h_tokens: number | null;
             /** Cache Write Tokens */
             cache_write_tokens: number | null;
             /** Confidence Score */
             confidence_score: string | null;
-            /** Cost */
+            /**
+             * Cost
+             * @description USD; null when the call is unpriced.
+             */
             cost: string | null;
-            /** Cost Source */
+            /**
+             * Cost Source
+             * @description catalog, override, reported, unpriced (no price: cost null) or no_usage (a failed call that reported no usage: $0)
+             */
             cost_source: string;
             /** Error Message */
             error_message: string | null;
@@ -448,9 +727,15 @@ export interface components {
             provider: string | null;
             /** Running Calls */
             running_calls: number;
-            /** Running Cost */
-            running_cost: string;
-            /** Running Tokens */
+            /**
+             * Running Cost
+             * @description USD over the calls so far; null while none of them is priced.
+             */
+            running_cost: string | null;
+            /**
+             * Running Tokens
+             * @description input_tokens + output_tokens: the total the provider reports and bills (input_tokens already includes cache reads and writes)
+             */
             running_tokens: number;
             /** Task */
             task: string;
@@ -472,8 +757,14 @@ export interface components {
             /**
              * Job Id
              * Format: uuid
+             * @description The job's UUID (derived from its key when it has one).
              */
             job_id: string;
+            /**
+             * Job Key
+             * @description The key the job was asked for by, when it is not a UUID (42, upload-42).
+             */
+            job_key: string | null;
             /** Offset */
             offset: number;
             totals: components["schemas"]["CostTotals"];
@@ -534,7 +825,7 @@ export interface components {
             average_cost: string | null;
             /**
              * Cost
-             * @description USD, exact sum of those jobs' priced calls in range.
+             * @description USD, exact sum of those jobs' priced calls (and filters).
              */
             cost: string;
             /**
@@ -589,15 +880,31 @@ export interface components {
         ModelPoint: {
             /** Calls */
             calls: number;
-            /** Cost */
-            cost: string;
-            /** Tokens */
+            /**
+             * Cost
+             * @description USD, exact sum over the priced calls; null when there are calls and none is priced (unpriced_calls says how many a sum leaves out)
+             */
+            cost: string | null;
+            /**
+             * Tokens
+             * @description input_tokens + output_tokens: the total the provider reports and bills (input_tokens already includes cache reads and writes)
+             */
             tokens: number;
+            /**
+             * Unpriced Calls
+             * @description Calls of models without a known price: cost unknown, left out of the sum.
+             */
+            unpriced_calls: number;
         };
         /** ModelStats */
         ModelStats: {
             /** Cache Read Tokens */
             cache_read_tokens: number;
+            /**
+             * Cache Write 1H Tokens
+             * @description The part of cache_write_tokens written to a 1-hour cache (priced higher).
+             */
+            cache_write_1h_tokens: number;
             /** Cache Write Tokens */
             cache_write_tokens: number;
             /** Calls */
@@ -606,9 +913,9 @@ export interface components {
             confidence_mean: number | null;
             /**
              * Cost
-             * @description USD, exact sum over the priced calls.
+             * @description USD, exact sum over the priced calls; null when there are calls and none is priced (unpriced_calls says how many a sum leaves out)
              */
-            cost: string;
+            cost: string | null;
             /** Error Rate */
             error_rate: number | null;
             /** Errors */
@@ -617,11 +924,19 @@ export interface components {
             fallback_rate: number | null;
             /** Fallbacks */
             fallbacks: number;
-            /** Input Tokens */
+            /**
+             * Input Tokens
+             * @description All input, cache reads and writes included.
+             */
             input_tokens: number;
             latency_ms: components["schemas"]["LatencyStats"];
             /** Model */
             model: string;
+            /**
+             * No Usage Calls
+             * @description Failed calls that reported no usage: nothing was billed, counted at $0 (cost_source no_usage), not unpriced.
+             */
+            no_usage_calls: number;
             /** Output Tokens */
             output_tokens: number;
             /** Providers */
@@ -633,12 +948,12 @@ export interface components {
             scored_calls: number;
             /**
              * Tokens
-             * @description All four token counts together.
+             * @description input_tokens + output_tokens: the total the provider reports and bills (input_tokens already includes cache reads and writes)
              */
             tokens: number;
             /**
              * Unpriced Calls
-             * @description Calls of models without a known price (no cost).
+             * @description Calls of models without a known price: cost unknown, left out of the sum.
              */
             unpriced_calls: number;
         };
@@ -693,6 +1008,11 @@ export interface components {
         TaskStats: {
             /** Cache Read Tokens */
             cache_read_tokens: number;
+            /**
+             * Cache Write 1H Tokens
+             * @description The part of cache_write_tokens written to a 1-hour cache (priced higher).
+             */
+            cache_write_1h_tokens: number;
             /** Cache Write Tokens */
             cache_write_tokens: number;
             /** Calls */
@@ -701,9 +1021,9 @@ export interface components {
             confidence_mean: number | null;
             /**
              * Cost
-             * @description USD, exact sum over the priced calls.
+             * @description USD, exact sum over the priced calls; null when there are calls and none is priced (unpriced_calls says how many a sum leaves out)
              */
-            cost: string;
+            cost: string | null;
             /** Error Rate */
             error_rate: number | null;
             /** Errors */
@@ -712,9 +1032,17 @@ export interface components {
             fallback_rate: number | null;
             /** Fallbacks */
             fallbacks: number;
-            /** Input Tokens */
+            /**
+             * Input Tokens
+             * @description All input, cache reads and writes included.
+             */
             input_tokens: number;
             latency_ms: components["schemas"]["LatencyStats"];
+            /**
+             * No Usage Calls
+             * @description Failed calls that reported no usage: nothing was billed, counted at $0 (cost_source no_usage), not unpriced.
+             */
+            no_usage_calls: number;
             /** Output Tokens */
             output_tokens: number;
             /**
@@ -726,12 +1054,12 @@ export interface components {
             task: string;
             /**
              * Tokens
-             * @description All four token counts together.
+             * @description input_tokens + output_tokens: the total the provider reports and bills (input_tokens already includes cache reads and writes)
              */
             tokens: number;
             /**
              * Unpriced Calls
-             * @description Calls of models without a known price (no cost).
+             * @description Calls of models without a known price: cost unknown, left out of the sum.
              */
             unpriced_calls: number;
         };
@@ -743,15 +1071,26 @@ export interface components {
             };
             /** Calls */
             calls: number;
-            /** Cost */
-            cost: string;
+            /**
+             * Cost
+             * @description USD, exact sum over the priced calls; null when there are calls and none is priced (unpriced_calls says how many a sum leaves out)
+             */
+            cost: string | null;
             /**
              * Start
              * Format: date-time
              */
             start: string;
-            /** Tokens */
+            /**
+             * Tokens
+             * @description input_tokens + output_tokens: the total the provider reports and bills (input_tokens already includes cache reads and writes)
+             */
             tokens: number;
+            /**
+             * Unpriced Calls
+             * @description Calls of models without a known price: cost unknown, left out of the sum.
+             */
+            unpriced_calls: number;
         };
         /** ValidationError */
         ValidationError: {
@@ -779,15 +1118,15 @@ export interface operations {
         parameters: {
             query?: {
                 /** @description ISO 8601 or Unix time; default: 24 h before `to`. */
-                from?: string | null;
+                from?: string | number | null;
                 /** @description ISO 8601 or Unix time; default: now. */
-                to?: string | null;
+                to?: string | number | null;
                 /** @description Timeline bucket; default: by range (minute ≤ 6 h, hour ≤ 14 d). */
                 bucket?: string | null;
                 /** @description Only these tasks. */
-                task?: string[] | null;
+                task?: string[];
                 /** @description Only these models. */
-                model?: string[] | null;
+                model?: string[];
             };
             header?: never;
             path?: never;
@@ -804,6 +1143,15 @@ export interface operations {
                     "application/json": components["schemas"]["AIMetrics"];
                 };
             };
+            /** @description Missing or wrong bearer token. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
             /** @description Validation Error */
             422: {
                 headers: {
@@ -811,6 +1159,67 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Database unavailable or not migrated. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
+        };
+    };
+    alerts_api_admin_alerts_get: {
+        parameters: {
+            query?: {
+                /** @description Past alerts to include */
+                history?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Alerts"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    budgets_api_admin_budgets_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BudgetState"][];
                 };
             };
         };
@@ -853,37 +1262,6 @@ export interface operations {
             };
         };
     };
-    image_costs_api_admin_image_costs_get: {
-        parameters: {
-            query: {
-                id: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Successful Response */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ImageCosts"];
-                };
-            };
-            /** @description Validation Error */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
-                };
-            };
-        };
-    };
     image_costs_api_admin_images__image_id__ai_costs_get: {
         parameters: {
             query?: never;
@@ -904,6 +1282,15 @@ export interface operations {
                     "application/json": components["schemas"]["ImageCosts"];
                 };
             };
+            /** @description Missing or wrong bearer token. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
             /** @description Validation Error */
             422: {
                 headers: {
@@ -911,6 +1298,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Database unavailable or not migrated. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
                 };
             };
         };
@@ -1000,7 +1396,7 @@ export interface operations {
             };
             header?: never;
             path: {
-                /** @description The processing job (PDF upload). */
+                /** @description The processing job (PDF upload): its UUID, or the key the service logged it with (42, upload-42). */
                 job_id: string;
             };
             cookie?: never;
@@ -1016,6 +1412,15 @@ export interface operations {
                     "application/json": components["schemas"]["JobCosts"];
                 };
             };
+            /** @description Missing or wrong bearer token. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
             /** @description Validation Error */
             422: {
                 headers: {
@@ -1024,6 +1429,67 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
+            };
+            /** @description Database unavailable or not migrated. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorMessage"];
+                };
+            };
+        };
+    };
+    ingest_api_ingest_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                "x-ailedger-service"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IngestAnswer"];
+                };
+            };
+            /** @description No valid ingest token (AILEDGER_INGEST_TOKENS). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The body or one event is over its limit; nothing was written. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Redis is away: nothing to count on, send again after Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
         };
     };
@@ -1036,7 +1502,7 @@ export interface operations {
                 "if-none-match"?: string | null;
             };
             path: {
-                /** @description The processing job (PDF upload). */
+                /** @description The processing job (PDF upload): its UUID or its key. */
                 job_id: string;
             };
             cookie?: never;
@@ -1073,7 +1539,7 @@ export interface operations {
                 "last-event-id"?: string | null;
             };
             path: {
-                /** @description The processing job (PDF upload). */
+                /** @description The processing job (PDF upload): its UUID or its key. */
                 job_id: string;
             };
             cookie?: never;
@@ -1119,6 +1585,40 @@ export interface operations {
                         [key: string]: string;
                     };
                 };
+            };
+        };
+    };
+    export_traces_v1_traces_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description ExportTraceServiceResponse (protobuf or JSON, as sent). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description No valid ingest token (AILEDGER_INGEST_TOKENS). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Redis is away: the exporter retries after Retry-After. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
         };
     };

@@ -10,6 +10,8 @@ export type JobList = Schemas["JobList"];
 export type JobsSummary = Schemas["JobsSummary"];
 export type ConfidenceReport = Schemas["ConfidenceReport"];
 export type TaskConfidence = Schemas["TaskConfidence"];
+export type BudgetState = Schemas["BudgetState"];
+export type Alerts = Schemas["Alerts"];
 
 const TOKEN_KEY = "ailedger.token";
 

@@ -2,6 +2,7 @@
 import { useMemo, useState } from "preact/hooks";
 import { Api, ApiError, storedToken, storeToken } from "./api";
 import { parseRoute, useLocation } from "./route";
+import { BudgetsView } from "./views/budgets";
 import { ImageView } from "./views/image";
 import { JobView } from "./views/job";
 import { JobsView } from "./views/jobs";
@@ -37,12 +38,14 @@ export function App() {
         <a href="/" class="brand">ailedger</a>
         <a href="/" aria-current={route.view === "overview" ? "page" : undefined}>Overview</a>
         <a href="/jobs" aria-current={route.view === "jobs" || route.view === "job" ? "page" : undefined}>Jobs</a>
+        <a href="/budgets" aria-current={route.view === "budgets" ? "page" : undefined}>Budgets</a>
         <span class="spacer" />
         <button type="button" class="ghost" onClick={() => signOut()}>Sign out</button>
       </nav>
       <main>
         {route.view === "overview" && <Overview api={api} search={loc.search} onUnauthorized={unauthorized} />}
         {route.view === "jobs" && <JobsView api={api} search={loc.search} onUnauthorized={unauthorized} />}
+        {route.view === "budgets" && <BudgetsView api={api} onUnauthorized={unauthorized} />}
         {route.view === "job" && <JobView api={api} jobId={route.id} />}
         {route.view === "image" && <ImageView api={api} imageId={route.id} />}
         {route.view === "missing" && <p class="error">Nothing at {route.path}.</p>}

@@ -4,6 +4,7 @@ import { useEffect, useState } from "preact/hooks";
 export type Route =
   | { view: "overview" }
   | { view: "jobs" }
+  | { view: "budgets" }
   | { view: "job"; id: string }
   | { view: "image"; id: string }
   | { view: "missing"; path: string };
@@ -11,6 +12,7 @@ export type Route =
 export function parseRoute(pathname: string): Route {
   if (pathname === "/" || pathname === "") return { view: "overview" };
   if (pathname === "/jobs" || pathname === "/jobs/") return { view: "jobs" };
+  if (pathname === "/budgets" || pathname === "/budgets/") return { view: "budgets" };
   const job = /^\/jobs\/([^/]+)$/.exec(pathname);
   if (job) return { view: "job", id: decodeURIComponent(job[1]!) };
   if (pathname.startsWith("/images/") && pathname.length > "/images/".length) {

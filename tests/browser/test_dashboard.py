@@ -336,7 +336,7 @@ def test_the_job_view_shows_each_new_step_without_a_reload(
 def test_image_view_with_a_slash_in_its_id_shows_each_step_and_the_total(
     page: Page, served: Served, seeded: Any
 ) -> None:
-    answer = served.api("/api/admin/image-costs", id=IMAGE_ID)
+    answer = served.api(f"/api/admin/images/{IMAGE_ID}/ai-costs")
     sign_in(page, served, f"/images/{IMAGE_ID}")
     expect(page.locator("[data-image-id]")).to_have_text(IMAGE_ID)
     steps = page.locator('[data-table="image-steps"] tbody tr[data-row]')
@@ -405,7 +405,7 @@ def test_custom_elements_work_on_a_plain_page(page: Page, served: Served, seeded
         [served.token, job_id, IMAGE_ID],
     )
     job = served.api(f"/api/admin/jobs/{job_id}/ai-costs")
-    image = served.api("/api/admin/image-costs", id=IMAGE_ID)
+    image = served.api(f"/api/admin/images/{IMAGE_ID}/ai-costs")
     rows = page.locator('ailedger-job-costs [data-table="job-calls"] tbody tr[data-row]')
     expect(rows).to_have_count(job["totals"]["calls"])
     expect(page.locator('ailedger-job-costs [data-kpi="cost"]')).to_have_attribute(

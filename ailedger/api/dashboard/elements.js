@@ -1,4 +1,4 @@
-var ne, h, Ae, T, be, De, Ue, ae, W, z, Pe, _e, le, se, X = {}, Y = [], Ve = /acit|ex(?:s|g|n|p|$)|rph|grid|ows|mnc|ntw|ine[ch]|zoo|^ord|itera/i, re = Array.isArray;
+var ne, h, Ae, T, be, Ue, De, oe, W, z, Pe, _e, le, se, X = {}, Y = [], Ve = /acit|ex(?:s|g|n|p|$)|rph|grid|ows|mnc|ntw|ine[ch]|zoo|^ord|itera/i, re = Array.isArray;
 function j(t, e) {
   for (var n in e) t[n] = e[n];
   return t;
@@ -7,14 +7,14 @@ function ue(t) {
   t && t.parentNode && t.parentNode.removeChild(t);
 }
 function Ge(t, e, n) {
-  var a, i, o, l = {};
-  for (o in e) o == "key" ? a = e[o] : o == "ref" ? i = e[o] : l[o] = e[o];
-  if (arguments.length > 2 && (l.children = arguments.length > 3 ? ne.call(arguments, 2) : n), typeof t == "function" && t.defaultProps != null) for (o in t.defaultProps) l[o] === void 0 && (l[o] = t.defaultProps[o]);
-  return q(t, l, a, i, null);
+  var o, i, a, l = {};
+  for (a in e) a == "key" ? o = e[a] : a == "ref" ? i = e[a] : l[a] = e[a];
+  if (arguments.length > 2 && (l.children = arguments.length > 3 ? ne.call(arguments, 2) : n), typeof t == "function" && t.defaultProps != null) for (a in t.defaultProps) l[a] === void 0 && (l[a] = t.defaultProps[a]);
+  return q(t, l, o, i, null);
 }
-function q(t, e, n, a, i) {
-  var o = { type: t, props: e, key: n, ref: a, __k: null, __: null, __b: 0, __e: null, __c: null, constructor: void 0, __v: i ?? ++Ae, __i: -1, __u: 0 };
-  return i == null && h.vnode != null && h.vnode(o), o;
+function q(t, e, n, o, i) {
+  var a = { type: t, props: e, key: n, ref: o, __k: null, __: null, __b: 0, __e: null, __c: null, constructor: void 0, __v: i ?? ++Ae, __i: -1, __u: 0 };
+  return i == null && h.vnode != null && h.vnode(a), a;
 }
 function M(t) {
   return t.children;
@@ -22,15 +22,15 @@ function M(t) {
 function J(t, e) {
   this.props = t, this.context = e;
 }
-function D(t, e) {
-  if (e == null) return t.__ ? D(t.__, t.__i + 1) : null;
+function U(t, e) {
+  if (e == null) return t.__ ? U(t.__, t.__i + 1) : null;
   for (var n; e < t.__k.length; e++) if ((n = t.__k[e]) != null && n.__e != null) return n.__e;
-  return typeof t.type == "function" ? D(t) : null;
+  return typeof t.type == "function" ? U(t) : null;
 }
 function Qe(t) {
   if (t.__P && t.__d) {
-    var e = t.__v, n = e.__e, a = [], i = [], o = j({}, e);
-    o.__v = e.__v + 1, h.vnode && h.vnode(o), pe(t.__P, o, e, t.__n, t.__P.namespaceURI, 32 & e.__u ? [n] : null, a, n ?? D(e), !!(32 & e.__u), i), o.__v = e.__v, o.__.__k[o.__i] = o, Me(a, o, i), e.__e = e.__ = null, o.__e != n && Fe(o);
+    var e = t.__v, n = e.__e, o = [], i = [], a = j({}, e);
+    a.__v = e.__v + 1, h.vnode && h.vnode(a), pe(t.__P, a, e, t.__n, t.__P.namespaceURI, 32 & e.__u ? [n] : null, o, n ?? U(e), !!(32 & e.__u), i), a.__v = e.__v, a.__.__k[a.__i] = a, Me(o, a, i), e.__e = e.__ = null, a.__e != n && Fe(a);
   }
 }
 function Fe(t) {
@@ -39,57 +39,57 @@ function Fe(t) {
   }), Fe(t);
 }
 function ve(t) {
-  (!t.__d && (t.__d = !0) && T.push(t) && !Z.__r++ || be != h.debounceRendering) && ((be = h.debounceRendering) || De)(Z);
+  (!t.__d && (t.__d = !0) && T.push(t) && !Z.__r++ || be != h.debounceRendering) && ((be = h.debounceRendering) || Ue)(Z);
 }
 function Z() {
   try {
-    for (var t, e = 1; T.length; ) T.length > e && T.sort(Ue), t = T.shift(), e = T.length, Qe(t);
+    for (var t, e = 1; T.length; ) T.length > e && T.sort(De), t = T.shift(), e = T.length, Qe(t);
   } finally {
     T.length = Z.__r = 0;
   }
 }
-function ze(t, e, n, a, i, o, l, d, u, s, c) {
-  var f, r, p, g, w, x, b = a && a.__k || Y, m = e.length;
-  for (u = Xe(n, e, b, u, m), f = 0; f < m; f++) (p = n.__k[f]) != null && (r = p.__i != -1 && b[p.__i] || X, p.__i = f, x = pe(t, p, r, i, o, l, d, u, s, c), g = p.__e, p.ref && r.ref != p.ref && (r.ref && fe(r.ref, null, p), c.push(p.ref, p.__c || g, p)), w == null && g != null && (w = g), 4 & p.__u ? (u = He(p, u, t), r.__e && (r.__e = null)) : typeof p.type == "function" && x !== void 0 ? u = x : g && (u = g.nextSibling), p.__u &= -7);
+function ze(t, e, n, o, i, a, l, d, u, s, c) {
+  var f, r, p, g, w, x, b = o && o.__k || Y, m = e.length;
+  for (u = Xe(n, e, b, u, m), f = 0; f < m; f++) (p = n.__k[f]) != null && (r = p.__i != -1 && b[p.__i] || X, p.__i = f, x = pe(t, p, r, i, a, l, d, u, s, c), g = p.__e, p.ref && r.ref != p.ref && (r.ref && fe(r.ref, null, p), c.push(p.ref, p.__c || g, p)), w == null && g != null && (w = g), 4 & p.__u ? (u = He(p, u, t), r.__e && (r.__e = null)) : typeof p.type == "function" && x !== void 0 ? u = x : g && (u = g.nextSibling), p.__u &= -7);
   return n.__e = w, u;
 }
-function Xe(t, e, n, a, i) {
-  var o, l, d, u, s, c = n.length, f = c, r = 0;
-  for (t.__k = new Array(i), o = 0; o < i; o++) (l = e[o]) != null && typeof l != "boolean" && typeof l != "function" ? (typeof l == "string" || typeof l == "number" || typeof l == "bigint" || l.constructor == String ? l = t.__k[o] = q(null, l, null, null, null) : re(l) ? l = t.__k[o] = q(M, { children: l }, null, null, null) : l.constructor === void 0 && l.__b > 0 ? l = t.__k[o] = q(l.type, l.props, l.key, l.ref ? l.ref : null, l.__v) : t.__k[o] = l, u = o + r, l.__ = t, l.__b = t.__b + 1, d = null, (s = l.__i = Ye(l, n, u, f)) != -1 && (f--, (d = n[s]) && (d.__u |= 2)), d == null || d.__v == null ? (s == -1 && (i > c ? r-- : i < c && r++), typeof l.type != "function" && (l.__u |= 4)) : s != u && (s == u - 1 ? r-- : s == u + 1 ? r++ : (s > u ? r-- : r++, l.__u |= 4))) : t.__k[o] = null;
-  if (f) for (o = 0; o < c; o++) (d = n[o]) != null && (2 & d.__u) == 0 && (d.__e == a && (a = D(d)), Re(d, d));
-  return a;
+function Xe(t, e, n, o, i) {
+  var a, l, d, u, s, c = n.length, f = c, r = 0;
+  for (t.__k = new Array(i), a = 0; a < i; a++) (l = e[a]) != null && typeof l != "boolean" && typeof l != "function" ? (typeof l == "string" || typeof l == "number" || typeof l == "bigint" || l.constructor == String ? l = t.__k[a] = q(null, l, null, null, null) : re(l) ? l = t.__k[a] = q(M, { children: l }, null, null, null) : l.constructor === void 0 && l.__b > 0 ? l = t.__k[a] = q(l.type, l.props, l.key, l.ref ? l.ref : null, l.__v) : t.__k[a] = l, u = a + r, l.__ = t, l.__b = t.__b + 1, d = null, (s = l.__i = Ye(l, n, u, f)) != -1 && (f--, (d = n[s]) && (d.__u |= 2)), d == null || d.__v == null ? (s == -1 && (i > c ? r-- : i < c && r++), typeof l.type != "function" && (l.__u |= 4)) : s != u && (s == u - 1 ? r-- : s == u + 1 ? r++ : (s > u ? r-- : r++, l.__u |= 4))) : t.__k[a] = null;
+  if (f) for (a = 0; a < c; a++) (d = n[a]) != null && (2 & d.__u) == 0 && (d.__e == o && (o = U(d)), Re(d, d));
+  return o;
 }
 function He(t, e, n) {
-  var a, i;
+  var o, i;
   if (typeof t.type == "function") {
-    for (a = t.__k, i = 0; a && i < a.length; i++) a[i] && (a[i].__ = t, e = He(a[i], e, n));
+    for (o = t.__k, i = 0; o && i < o.length; i++) o[i] && (o[i].__ = t, e = He(o[i], e, n));
     return e;
   }
-  t.__e != e && (e && t.type && !e.parentNode && (e = D(t)), e = n.insertBefore(t.__e, e || null));
+  t.__e != e && (e && t.type && !e.parentNode && (e = U(t)), e = n.insertBefore(t.__e, e || null));
   do
     e = e && e.nextSibling;
   while (e != null && e.nodeType == 8);
   return e;
 }
-function Ye(t, e, n, a) {
-  var i, o, l, d = t.key, u = t.type, s = e[n], c = s != null && (2 & s.__u) == 0;
+function Ye(t, e, n, o) {
+  var i, a, l, d = t.key, u = t.type, s = e[n], c = s != null && (2 & s.__u) == 0;
   if (s === null && d == null || c && d == s.key && u == s.type) return n;
-  if (a > (c ? 1 : 0)) {
-    for (i = n - 1, o = n + 1; i >= 0 || o < e.length; ) if ((s = e[l = i >= 0 ? i-- : o++]) != null && (2 & s.__u) == 0 && d == s.key && u == s.type) return l;
+  if (o > (c ? 1 : 0)) {
+    for (i = n - 1, a = n + 1; i >= 0 || a < e.length; ) if ((s = e[l = i >= 0 ? i-- : a++]) != null && (2 & s.__u) == 0 && d == s.key && u == s.type) return l;
   }
   return -1;
 }
 function xe(t, e, n) {
   e[0] == "-" ? t.setProperty(e, n ?? "") : t[e] = n == null ? "" : typeof n != "number" || Ve.test(e) ? n : n + "px";
 }
-function O(t, e, n, a, i) {
-  var o, l;
+function O(t, e, n, o, i) {
+  var a, l;
   e: if (e == "style") if (typeof n == "string") t.style.cssText = n;
   else {
-    if (typeof a == "string" && (t.style.cssText = a = ""), a) for (e in a) n && e in n || xe(t.style, e, "");
-    if (n) for (e in n) a && n[e] == a[e] || xe(t.style, e, n[e]);
+    if (typeof o == "string" && (t.style.cssText = o = ""), o) for (e in o) n && e in n || xe(t.style, e, "");
+    if (n) for (e in n) o && n[e] == o[e] || xe(t.style, e, n[e]);
   }
-  else if (e[0] == "o" && e[1] == "n") o = e != (e = e.replace(Pe, "$1")), l = e.toLowerCase(), e = l in t || e == "onFocusOut" || e == "onFocusIn" ? l.slice(2) : e.slice(2), t.l || (t.l = {}), t.l[e + o] = n, n ? a ? n[z] = a[z] : (n[z] = _e, t.addEventListener(e, o ? se : le, o)) : t.removeEventListener(e, o ? se : le, o);
+  else if (e[0] == "o" && e[1] == "n") a = e != (e = e.replace(Pe, "$1")), l = e.toLowerCase(), e = l in t || e == "onFocusOut" || e == "onFocusIn" ? l.slice(2) : e.slice(2), t.l || (t.l = {}), t.l[e + a] = n, n ? o ? n[z] = o[z] : (n[z] = _e, t.addEventListener(e, a ? se : le, a)) : t.removeEventListener(e, a ? se : le, a);
   else {
     if (i == "http://www.w3.org/2000/svg") e = e.replace(/xlink(H|:h)/, "h").replace(/sName$/, "s");
     else if (e != "width" && e != "height" && e != "href" && e != "list" && e != "form" && e != "tabIndex" && e != "download" && e != "rowSpan" && e != "colSpan" && e != "role" && e != "popover" && e in t) try {
@@ -110,79 +110,79 @@ function ye(t) {
     }
   };
 }
-function pe(t, e, n, a, i, o, l, d, u, s) {
-  var c, f, r, p, g, w, x, b, m, S, P, A, F, ge, R, oe, $ = e.type;
+function pe(t, e, n, o, i, a, l, d, u, s) {
+  var c, f, r, p, g, w, x, b, m, $, P, A, F, ge, R, ae, S = e.type;
   if (e.constructor !== void 0) return null;
-  128 & n.__u && (u = !!(32 & n.__u), o = [d = e.__e = n.__e]), (c = h.__b) && c(e);
-  e: if (typeof $ == "function") {
+  128 & n.__u && (u = !!(32 & n.__u), a = [d = e.__e = n.__e]), (c = h.__b) && c(e);
+  e: if (typeof S == "function") {
     f = l.length;
     try {
-      if (m = e.props, S = $.prototype && $.prototype.render, P = (c = $.contextType) && a[c.__c], A = c ? P ? P.props.value : c.__ : a, n.__c ? b = (r = e.__c = n.__c).__ = r.__E : (S ? e.__c = r = new $(m, A) : (e.__c = r = new J(m, A), r.constructor = $, r.render = et), P && P.sub(r), r.state || (r.state = {}), r.__n = a, p = r.__d = !0, r.__h = [], r._sb = []), S && r.__s == null && (r.__s = r.state), S && $.getDerivedStateFromProps != null && (r.__s == r.state && (r.__s = j({}, r.__s)), j(r.__s, $.getDerivedStateFromProps(m, r.__s))), g = r.props, w = r.state, r.__v = e, p) S && $.getDerivedStateFromProps == null && r.componentWillMount != null && r.componentWillMount(), S && r.componentDidMount != null && r.__h.push(r.componentDidMount);
+      if (m = e.props, $ = S.prototype && S.prototype.render, P = (c = S.contextType) && o[c.__c], A = c ? P ? P.props.value : c.__ : o, n.__c ? b = (r = e.__c = n.__c).__ = r.__E : ($ ? e.__c = r = new S(m, A) : (e.__c = r = new J(m, A), r.constructor = S, r.render = et), P && P.sub(r), r.state || (r.state = {}), r.__n = o, p = r.__d = !0, r.__h = [], r._sb = []), $ && r.__s == null && (r.__s = r.state), $ && S.getDerivedStateFromProps != null && (r.__s == r.state && (r.__s = j({}, r.__s)), j(r.__s, S.getDerivedStateFromProps(m, r.__s))), g = r.props, w = r.state, r.__v = e, p) $ && S.getDerivedStateFromProps == null && r.componentWillMount != null && r.componentWillMount(), $ && r.componentDidMount != null && r.__h.push(r.componentDidMount);
       else {
-        if (S && $.getDerivedStateFromProps == null && m !== g && r.componentWillReceiveProps != null && r.componentWillReceiveProps(m, A), e.__v == n.__v || !r.__e && r.shouldComponentUpdate != null && r.shouldComponentUpdate(m, r.__s, A) === !1) {
-          e.__v != n.__v && (r.props = m, r.state = r.__s, r.__d = !1), e.__e = n.__e, e.__k = n.__k, e.__k.some(function(U) {
-            U && (U.__ = e);
-          }), Y.push.apply(r.__h, r._sb), r._sb = [], r.__h.length && l.push(r), d = D(n);
+        if ($ && S.getDerivedStateFromProps == null && m !== g && r.componentWillReceiveProps != null && r.componentWillReceiveProps(m, A), e.__v == n.__v || !r.__e && r.shouldComponentUpdate != null && r.shouldComponentUpdate(m, r.__s, A) === !1) {
+          e.__v != n.__v && (r.props = m, r.state = r.__s, r.__d = !1), e.__e = n.__e, e.__k = n.__k, e.__k.some(function(D) {
+            D && (D.__ = e);
+          }), Y.push.apply(r.__h, r._sb), r._sb = [], r.__h.length && l.push(r), d = U(n);
           break e;
         }
-        r.componentWillUpdate != null && r.componentWillUpdate(m, r.__s, A), S && r.componentDidUpdate != null && r.__h.push(function() {
+        r.componentWillUpdate != null && r.componentWillUpdate(m, r.__s, A), $ && r.componentDidUpdate != null && r.__h.push(function() {
           r.componentDidUpdate(g, w, x);
         });
       }
-      if (r.context = A, r.props = m, r.__P = t, r.__e = !1, F = h.__r, ge = 0, S) r.state = r.__s, r.__d = !1, F && F(e), c = r.render(r.props, r.state, r.context), Y.push.apply(r.__h, r._sb), r._sb = [];
+      if (r.context = A, r.props = m, r.__P = t, r.__e = !1, F = h.__r, ge = 0, $) r.state = r.__s, r.__d = !1, F && F(e), c = r.render(r.props, r.state, r.context), Y.push.apply(r.__h, r._sb), r._sb = [];
       else do
         r.__d = !1, F && F(e), c = r.render(r.props, r.state, r.context), r.state = r.__s;
       while (r.__d && ++ge < 25);
-      r.state = r.__s, r.getChildContext != null && (a = j(j({}, a), r.getChildContext())), S && !p && r.getSnapshotBeforeUpdate != null && (x = r.getSnapshotBeforeUpdate(g, w)), R = c != null && c.type === M && c.key == null ? Le(c.props.children) : c, d = ze(t, re(R) ? R : [R], e, n, a, i, o, l, d, u, s), r.base = e.__e, e.__u &= -161, r.__h.length && l.push(r), b && (r.__E = r.__ = null);
-    } catch (U) {
-      if (l.length = f, e.__v = null, u || o != null) {
-        if (U.then) {
+      r.state = r.__s, r.getChildContext != null && (o = j(j({}, o), r.getChildContext())), $ && !p && r.getSnapshotBeforeUpdate != null && (x = r.getSnapshotBeforeUpdate(g, w)), R = c != null && c.type === M && c.key == null ? Le(c.props.children) : c, d = ze(t, re(R) ? R : [R], e, n, o, i, a, l, d, u, s), r.base = e.__e, e.__u &= -161, r.__h.length && l.push(r), b && (r.__E = r.__ = null);
+    } catch (D) {
+      if (l.length = f, e.__v = null, u || a != null) {
+        if (D.then) {
           for (e.__u |= u ? 160 : 128; d && d.nodeType == 8 && d.nextSibling; ) d = d.nextSibling;
-          o != null && (o[o.indexOf(d)] = null), e.__e = d;
-        } else if (o != null) for (oe = o.length; oe--; ) ue(o[oe]);
+          a != null && (a[a.indexOf(d)] = null), e.__e = d;
+        } else if (a != null) for (ae = a.length; ae--; ) ue(a[ae]);
       } else e.__e = n.__e;
-      e.__k == null && (e.__k = n.__k || []), U.then || Ee(e), h.__e(U, e, n);
+      e.__k == null && (e.__k = n.__k || []), D.then || Ee(e), h.__e(D, e, n);
     }
-  } else o == null && e.__v == n.__v ? (e.__k = n.__k, e.__e = n.__e) : d = e.__e = Ze(n.__e, e, n, a, i, o, l, u, s);
+  } else a == null && e.__v == n.__v ? (e.__k = n.__k, e.__e = n.__e) : d = e.__e = Ze(n.__e, e, n, o, i, a, l, u, s);
   return (c = h.diffed) && c(e), 128 & e.__u ? void 0 : d;
 }
 function Ee(t) {
   t && (t.__c && (t.__c.__e = !0), t.__k && t.__k.some(Ee));
 }
 function Me(t, e, n) {
-  for (var a = 0; a < n.length; a++) fe(n[a], n[++a], n[++a]);
+  for (var o = 0; o < n.length; o++) fe(n[o], n[++o], n[++o]);
   h.__c && h.__c(e, t), t.some(function(i) {
     try {
-      t = i.__h, i.__h = [], t.some(function(o) {
-        o.call(i);
+      t = i.__h, i.__h = [], t.some(function(a) {
+        a.call(i);
       });
-    } catch (o) {
-      h.__e(o, i.__v);
+    } catch (a) {
+      h.__e(a, i.__v);
     }
   });
 }
 function Le(t) {
   return typeof t != "object" || t == null || t.__b > 0 ? t : re(t) ? t.map(Le) : t.constructor !== void 0 ? null : j({}, t);
 }
-function Ze(t, e, n, a, i, o, l, d, u) {
+function Ze(t, e, n, o, i, a, l, d, u) {
   var s, c, f, r, p, g, w, x = n.props || X, b = e.props, m = e.type;
-  if (m == "svg" ? i = "http://www.w3.org/2000/svg" : m == "math" ? i = "http://www.w3.org/1998/Math/MathML" : i || (i = "http://www.w3.org/1999/xhtml"), o != null) {
-    for (s = 0; s < o.length; s++) if ((p = o[s]) && "setAttribute" in p == !!m && (m ? p.localName == m : p.nodeType == 3)) {
-      t = p, o[s] = null;
+  if (m == "svg" ? i = "http://www.w3.org/2000/svg" : m == "math" ? i = "http://www.w3.org/1998/Math/MathML" : i || (i = "http://www.w3.org/1999/xhtml"), a != null) {
+    for (s = 0; s < a.length; s++) if ((p = a[s]) && "setAttribute" in p == !!m && (m ? p.localName == m : p.nodeType == 3)) {
+      t = p, a[s] = null;
       break;
     }
   }
   if (t == null) {
     if (m == null) return document.createTextNode(b);
-    t = document.createElementNS(i, m, b.is && b), d && (h.__m && h.__m(e, o), d = !1), o = null;
+    t = document.createElementNS(i, m, b.is && b), d && (h.__m && h.__m(e, a), d = !1), a = null;
   }
   if (m == null) x === b || d && t.data == b || (t.data = b);
   else {
-    if (o = m == "textarea" && b.defaultValue != null ? null : o && ne.call(t.childNodes), !d && o != null) for (x = {}, s = 0; s < t.attributes.length; s++) x[(p = t.attributes[s]).name] = p.value;
+    if (a = m == "textarea" && b.defaultValue != null ? null : a && ne.call(t.childNodes), !d && a != null) for (x = {}, s = 0; s < t.attributes.length; s++) x[(p = t.attributes[s]).name] = p.value;
     for (s in x) p = x[s], s == "dangerouslySetInnerHTML" ? f = p : s == "children" || s in b || s == "value" && "defaultValue" in b || s == "checked" && "defaultChecked" in b || O(t, s, null, p, i);
     for (s in b) p = b[s], s == "children" ? r = p : s == "dangerouslySetInnerHTML" ? c = p : s == "value" ? g = p : s == "checked" ? w = p : d && typeof p != "function" || x[s] === p || O(t, s, p, x[s], i);
     if (c) d || f && (c.__html == f.__html || c.__html == t.innerHTML) || (t.innerHTML = c.__html), e.__k = [];
-    else if (f && (t.innerHTML = ""), ze(e.type == "template" ? t.content : t, re(r) ? r : [r], e, n, a, m == "foreignObject" ? "http://www.w3.org/1999/xhtml" : i, o, l, o ? o[0] : n.__k && D(n, 0), d, u), o != null) for (s = o.length; s--; ) ue(o[s]);
+    else if (f && (t.innerHTML = ""), ze(e.type == "template" ? t.content : t, re(r) ? r : [r], e, n, o, m == "foreignObject" ? "http://www.w3.org/1999/xhtml" : i, a, l, a ? a[0] : n.__k && U(n, 0), d, u), a != null) for (s = a.length; s--; ) ue(a[s]);
     d && m != "textarea" || (s = "value", m == "progress" && g == null ? t.removeAttribute("value") : g != null && (g !== t[s] || m == "progress" && !g || m == "option" && g != x[s]) && O(t, s, g, x[s], i), s = "checked", w != null && w != t[s] && O(t, s, w, x[s], i));
   }
   return t;
@@ -190,36 +190,36 @@ function Ze(t, e, n, a, i, o, l, d, u) {
 function fe(t, e, n) {
   try {
     if (typeof t == "function") {
-      var a = typeof t.__u == "function";
-      a && t.__u(), a && e == null || (t.__u = t(e));
+      var o = typeof t.__u == "function";
+      o && t.__u(), o && e == null || (t.__u = t(e));
     } else t.current = e;
   } catch (i) {
     h.__e(i, n);
   }
 }
 function Re(t, e, n) {
-  var a, i;
-  if (h.unmount && h.unmount(t), (a = t.ref) && (a.current && a.current != t.__e || fe(a, null, e)), (a = t.__c) != null) {
-    if (a.componentWillUnmount) try {
-      a.componentWillUnmount();
-    } catch (o) {
-      h.__e(o, e);
+  var o, i;
+  if (h.unmount && h.unmount(t), (o = t.ref) && (o.current && o.current != t.__e || fe(o, null, e)), (o = t.__c) != null) {
+    if (o.componentWillUnmount) try {
+      o.componentWillUnmount();
+    } catch (a) {
+      h.__e(a, e);
     }
-    a.base = a.__P = a.__n = null;
+    o.base = o.__P = o.__n = null;
   }
-  if (a = t.__k) for (i = 0; i < a.length; i++) a[i] && Re(a[i], e, n || typeof t.type != "function");
+  if (o = t.__k) for (i = 0; i < o.length; i++) o[i] && Re(o[i], e, n || typeof t.type != "function");
   n || ue(t.__e), t.__c = t.__ = t.__e = void 0;
 }
 function et(t, e, n) {
   return this.constructor(t, n);
 }
 function we(t, e, n) {
-  var a, i, o, l;
-  e == document && (e = document.documentElement), h.__ && h.__(t, e), i = (a = !1) ? null : e.__k, o = [], l = [], pe(e, t = e.__k = Ge(M, null, [t]), i || X, X, e.namespaceURI, i ? null : e.firstChild ? ne.call(e.childNodes) : null, o, i ? i.__e : e.firstChild, a, l), Me(o, t, l), t.props.children = null;
+  var o, i, a, l;
+  e == document && (e = document.documentElement), h.__ && h.__(t, e), i = (o = !1) ? null : e.__k, a = [], l = [], pe(e, t = e.__k = Ge(M, null, [t]), i || X, X, e.namespaceURI, i ? null : e.firstChild ? ne.call(e.childNodes) : null, a, i ? i.__e : e.firstChild, o, l), Me(a, t, l), t.props.children = null;
 }
-ne = Y.slice, h = { __e: function(t, e, n, a) {
-  for (var i, o, l; e = e.__; ) if ((i = e.__c) && !i.__) try {
-    if ((o = i.constructor) && o.getDerivedStateFromError != null && (i.setState(o.getDerivedStateFromError(t)), l = i.__d), i.componentDidCatch != null && (i.componentDidCatch(t, a || {}), l = i.__d), l) return i.__E = i;
+ne = Y.slice, h = { __e: function(t, e, n, o) {
+  for (var i, a, l; e = e.__; ) if ((i = e.__c) && !i.__) try {
+    if ((a = i.constructor) && a.getDerivedStateFromError != null && (i.setState(a.getDerivedStateFromError(t)), l = i.__d), i.componentDidCatch != null && (i.componentDidCatch(t, o || {}), l = i.__d), l) return i.__E = i;
   } catch (d) {
     t = d;
   }
@@ -229,15 +229,15 @@ ne = Y.slice, h = { __e: function(t, e, n, a) {
   n = this.__s != null && this.__s != this.state ? this.__s : this.__s = j({}, this.state), typeof t == "function" && (t = t(j({}, n), this.props)), t && j(n, t), t != null && this.__v && (e && this._sb.push(e), ve(this));
 }, J.prototype.forceUpdate = function(t) {
   this.__v && (this.__e = !0, t && this.__h.push(t), ve(this));
-}, J.prototype.render = M, T = [], De = typeof Promise == "function" ? Promise.prototype.then.bind(Promise.resolve()) : setTimeout, Ue = function(t, e) {
+}, J.prototype.render = M, T = [], Ue = typeof Promise == "function" ? Promise.prototype.then.bind(Promise.resolve()) : setTimeout, De = function(t, e) {
   return t.__v.__b - e.__v.__b;
-}, Z.__r = 0, ae = Math.random().toString(8), W = "__d" + ae, z = "__a" + ae, Pe = /(PointerCapture)$|Capture$/i, _e = 0, le = ye(!1), se = ye(!0);
+}, Z.__r = 0, oe = Math.random().toString(8), W = "__d" + oe, z = "__a" + oe, Pe = /(PointerCapture)$|Capture$/i, _e = 0, le = ye(!1), se = ye(!0);
 var tt = 0;
-function _(t, e, n, a, i, o) {
+function _(t, e, n, o, i, a) {
   e || (e = {});
   var l, d, u = e;
   if ("ref" in u) for (d in u = {}, e) d == "ref" ? l = e[d] : u[d] = e[d];
-  var s = { type: t, props: u, key: n, ref: l, __k: null, __: null, __b: 0, __e: null, __c: null, constructor: void 0, __v: --tt, __i: -1, __u: 0, __source: i, __self: o };
+  var s = { type: t, props: u, key: n, ref: l, __k: null, __: null, __b: 0, __e: null, __c: null, constructor: void 0, __v: --tt, __i: -1, __u: 0, __source: i, __self: a };
   if (typeof t == "function" && (l = t.defaultProps)) for (d in l) u[d] === void 0 && (u[d] = l[d]);
   return h.vnode && h.vnode(s), s;
 }
@@ -254,26 +254,26 @@ class nt {
   base;
   token;
   url(e, n = {}) {
-    const a = new URLSearchParams();
-    for (const [o, l] of Object.entries(n))
+    const o = new URLSearchParams();
+    for (const [a, l] of Object.entries(n))
       if (!(l == null || l === ""))
-        for (const d of Array.isArray(l) ? l : [l]) a.append(o, d);
-    const i = a.toString();
+        for (const d of Array.isArray(l) ? l : [l]) o.append(a, d);
+    const i = o.toString();
     return `${this.base.replace(/\/$/, "")}${e}${i ? `?${i}` : ""}`;
   }
   headers(e = {}) {
     return { Authorization: `Bearer ${this.token}`, ...e };
   }
-  async request(e, n = {}, a = {}) {
+  async request(e, n = {}, o = {}) {
     let i;
     try {
       i = await fetch(this.url(e, n), {
-        ...a,
-        headers: this.headers(a.headers),
+        ...o,
+        headers: this.headers(o.headers),
         credentials: "omit"
       });
-    } catch (o) {
-      throw new H(0, `the API cannot be reached (${String(o)}): is \`ailedger serve\` running?`);
+    } catch (a) {
+      throw new H(0, `the API cannot be reached (${String(a)}): is \`ailedger serve\` running?`);
     }
     if (!i.ok && i.status !== 304)
       throw new H(i.status, await rt(i));
@@ -293,7 +293,7 @@ async function rt(t) {
   }
   return `${t.status} ${t.statusText}`;
 }
-const ot = ":root,:host{--bg: #f5f6f8;--panel: #ffffff;--text: #1d2330;--muted: #5a6372;--border: #dde1e7;--grid: #e8ebef;--accent: #2f5fb3;--accent-bg: #e8effb;--ok: #1d7a3e;--warn: #9a5b00;--bad: #b3261e;--bar: #6f8fcf;--bar-below: #e09a3e;--mono: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;font:13px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:var(--text);background:var(--bg)}@media(prefers-color-scheme:dark){:root,:host{--bg: #111318;--panel: #181b21;--text: #dfe3ea;--muted: #9aa3b2;--border: #2b3039;--grid: #252a32;--accent: #8fb2ff;--accent-bg: #1f2a40;--ok: #5cc98a;--warn: #f0b35a;--bad: #ff8a80;--bar: #6f8fcf;--bar-below: #d98c2b}}*{box-sizing:border-box}body{margin:0;background:var(--bg)}a{color:var(--accent)}code{font-family:var(--mono);font-size:12px;word-break:break-all}h1{font-size:18px;margin:0;font-weight:600}h2{font-size:13px;margin:0;font-weight:600}button,input,select{font:inherit;color:inherit}button{border:1px solid var(--accent);background:var(--accent);color:#fff;border-radius:4px;padding:4px 10px;cursor:pointer}button.ghost{background:transparent;color:var(--accent);border-color:var(--border)}button:disabled{opacity:.5;cursor:default}button.link{background:none;border:0;padding:0;color:var(--accent);text-align:left;text-decoration:underline;text-underline-offset:2px}:focus-visible{outline:2px solid var(--accent);outline-offset:2px}input,select{background:var(--panel);border:1px solid var(--border);border-radius:4px;padding:4px 6px;min-width:0}.sr-only{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}.muted{color:var(--muted)}.small{font-size:12px}.error,.error-text{color:var(--bad)}.topbar{display:flex;gap:16px;align-items:center;padding:8px 16px;background:var(--panel);border-bottom:1px solid var(--border);position:sticky;top:0;z-index:5}.topbar a{text-decoration:none;color:var(--muted);font-weight:500}.topbar a[aria-current=page]{color:var(--text);box-shadow:inset 0 -2px var(--accent)}.topbar .brand{color:var(--text);font-weight:700;letter-spacing:.02em}.spacer{flex:1}main{padding:12px 16px 32px;max-width:1600px;margin:0 auto}.embedded{padding:0}.view{display:flex;flex-direction:column;gap:12px}.view-head{display:flex;flex-wrap:wrap;gap:8px 16px;align-items:center;justify-content:space-between}.view-head h1 code{font-size:15px}.rangebar{display:flex;flex-wrap:wrap;gap:8px;align-items:center}.segmented{display:inline-flex;border:1px solid var(--border);border-radius:4px;overflow:hidden}.segmented button{background:var(--panel);color:var(--text);border:0;border-right:1px solid var(--border);border-radius:0}.segmented button:last-child{border-right:0}.segmented button[aria-pressed=true]{background:var(--accent-bg);color:var(--accent);font-weight:600}.custom-range{display:inline-flex;gap:4px;align-items:center}.updated{font-size:12px}.filters{display:flex;flex-wrap:wrap;gap:8px 12px;align-items:end}.filter{display:flex;flex-direction:column;gap:2px;font-size:12px;color:var(--muted)}.filter select,.filter input{color:var(--text);font-size:13px;min-width:160px;max-width:280px}.filter.grow{flex:1}.filter.grow input{max-width:420px;width:100%}.kpis{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:8px}.kpi{background:var(--panel);border:1px solid var(--border);border-radius:6px;padding:8px 10px;min-width:0}.kpi-label{color:var(--muted);font-size:12px}.kpi-value{font-size:20px;font-weight:600;font-variant-numeric:tabular-nums;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}.kpi-note{color:var(--muted);font-size:11px}.panel{background:var(--panel);border:1px solid var(--border);border-radius:6px;padding:8px 10px;min-width:0}.panel-head{display:flex;align-items:center;justify-content:space-between;gap:8px;margin-bottom:6px}.panel-actions{display:flex;gap:6px}.panel-actions button{padding:1px 8px;font-size:12px}.panel.notice{border-color:var(--warn)}.panel.notice p{margin:4px 0}.needs-price{margin:4px 0 0;padding-left:18px}.grid{display:grid;gap:12px}.grid.two{grid-template-columns:repeat(auto-fit,minmax(min(100%,520px),1fr))}.stack{display:flex;flex-direction:column;gap:12px;min-width:0}.table-wrap{overflow-x:auto}table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}th,td{padding:3px 8px;border-bottom:1px solid var(--grid);text-align:left;vertical-align:top}th{font-weight:600;color:var(--muted);font-size:12px;white-space:nowrap}td{max-width:360px;overflow-wrap:break-word}td:first-child{min-width:8em}td code{word-break:normal}.num{text-align:right;white-space:nowrap}th.num .sort{justify-content:flex-end}tbody tr:hover{background:var(--accent-bg)}tfoot th,tfoot td{border-top:2px solid var(--border);font-weight:600;color:var(--text)}button.sort{background:none;border:0;padding:0;color:inherit;font-weight:600;display:inline-flex;gap:2px;width:100%}.arrow{font-size:9px;min-width:9px}td.empty{color:var(--muted);text-align:center;padding:12px}.chart{width:100%;min-height:200px}.chart .u-legend{font-size:11px;text-align:left}.chart .u-legend .u-marker{width:10px;height:10px}.bars{list-style:none;margin:0;padding:0;display:flex;flex-direction:column;gap:4px}.bars li{display:grid;grid-template-columns:minmax(0,3fr) minmax(40px,2fr) auto;gap:8px;align-items:center}.bar-label{overflow-wrap:anywhere}.bar-track{background:var(--grid);height:8px;border-radius:4px;overflow:hidden}.bar{display:block;height:100%}.verdict{margin:0 0 6px;font-weight:600}.verdict.ok{color:var(--ok)}.verdict.bad{color:var(--bad)}.facts{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:6px 12px;margin:0}.facts dt{color:var(--muted);font-size:12px}.facts dd{margin:0;font-weight:600;font-variant-numeric:tabular-nums}.dot{display:inline-block;width:8px;height:8px;border-radius:50%;background:var(--muted);margin-right:6px;vertical-align:middle}.dot.live{background:var(--ok)}.dot.polling{background:var(--warn)}.dot.error{background:var(--bad)}.status-line{margin:0;font-size:12px}.badge{white-space:nowrap;display:inline-block;border-radius:3px;padding:0 5px;font-size:11px;font-weight:600}.badge.ok{color:var(--ok);border:1px solid currentColor}.badge.warn{color:var(--warn);border:1px solid currentColor}.histograms{display:grid;grid-template-columns:repeat(auto-fill,minmax(240px,1fr));gap:12px}.histogram{margin:0;min-width:0}.histogram figcaption{margin-bottom:4px;overflow-wrap:anywhere}.hist-bars{position:relative;height:64px;display:flex;align-items:flex-end;gap:1px;border-bottom:1px solid var(--border)}.hbar{flex:1;background:var(--bar);min-height:0}.hbar.below{background:var(--bar-below)}.threshold{position:absolute;top:-4px;bottom:0;width:0;border-left:2px solid var(--bad)}.threshold.configured{border-left:2px dashed var(--muted)}.hist-axis{display:flex;justify-content:space-between;font-size:10px;color:var(--muted)}.whatif{display:flex;flex-direction:column;font-size:12px;gap:2px;margin-top:4px}.whatif input{width:100%;padding:0}.whatif-result{margin:2px 0 0;font-size:12px}.login{display:flex;justify-content:center;padding-top:12vh}.login-form{width:min(360px,100%);display:flex;flex-direction:column;gap:10px;padding:20px}.login-form .filter input{max-width:none}@media(max-width:640px){main{padding:8px}.topbar{gap:10px;padding:8px}.kpis{grid-template-columns:repeat(2,minmax(0,1fr))}.kpi-value{font-size:17px}.filter select,.filter input{min-width:0;width:100%}.filters .filter{flex:1 1 45%}}", N = "—", I = typeof navigator > "u" ? "en-US" : navigator.language, at = new Intl.NumberFormat(I, { style: "currency", currency: "USD" }), it = new Intl.NumberFormat(I, {
+const at = ":root,:host{--bg: #f5f6f8;--panel: #ffffff;--text: #1d2330;--muted: #5a6372;--border: #dde1e7;--grid: #e8ebef;--accent: #2f5fb3;--accent-bg: #e8effb;--ok: #1d7a3e;--warn: #9a5b00;--bad: #b3261e;--bar: #6f8fcf;--bar-below: #e09a3e;--mono: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;font:13px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:var(--text);background:var(--bg)}@media(prefers-color-scheme:dark){:root,:host{--bg: #111318;--panel: #181b21;--text: #dfe3ea;--muted: #9aa3b2;--border: #2b3039;--grid: #252a32;--accent: #8fb2ff;--accent-bg: #1f2a40;--ok: #5cc98a;--warn: #f0b35a;--bad: #ff8a80;--bar: #6f8fcf;--bar-below: #d98c2b}}*{box-sizing:border-box}body{margin:0;background:var(--bg)}a{color:var(--accent)}code{font-family:var(--mono);font-size:12px;word-break:break-all}h1{font-size:18px;margin:0;font-weight:600}h2{font-size:13px;margin:0;font-weight:600}button,input,select{font:inherit;color:inherit}button{border:1px solid var(--accent);background:var(--accent);color:#fff;border-radius:4px;padding:4px 10px;cursor:pointer}button.ghost{background:transparent;color:var(--accent);border-color:var(--border)}button:disabled{opacity:.5;cursor:default}button.link{background:none;border:0;padding:0;color:var(--accent);text-align:left;text-decoration:underline;text-underline-offset:2px}:focus-visible{outline:2px solid var(--accent);outline-offset:2px}input,select{background:var(--panel);border:1px solid var(--border);border-radius:4px;padding:4px 6px;min-width:0}.sr-only{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}.muted{color:var(--muted)}.small{font-size:12px}.error,.error-text{color:var(--bad)}.topbar{display:flex;gap:16px;align-items:center;padding:8px 16px;background:var(--panel);border-bottom:1px solid var(--border);position:sticky;top:0;z-index:5}.topbar a{text-decoration:none;color:var(--muted);font-weight:500}.topbar a[aria-current=page]{color:var(--text);box-shadow:inset 0 -2px var(--accent)}.topbar .brand{color:var(--text);font-weight:700;letter-spacing:.02em}.spacer{flex:1}main{padding:12px 16px 32px;max-width:1600px;margin:0 auto}.embedded{padding:0}.view{display:flex;flex-direction:column;gap:12px}.view-head{display:flex;flex-wrap:wrap;gap:8px 16px;align-items:center;justify-content:space-between}.view-head h1 code{font-size:15px}.rangebar{display:flex;flex-wrap:wrap;gap:8px;align-items:center}.segmented{display:inline-flex;border:1px solid var(--border);border-radius:4px;overflow:hidden}.segmented button{background:var(--panel);color:var(--text);border:0;border-right:1px solid var(--border);border-radius:0}.segmented button:last-child{border-right:0}.segmented button[aria-pressed=true]{background:var(--accent-bg);color:var(--accent);font-weight:600}.custom-range{display:inline-flex;gap:4px;align-items:center}.updated{font-size:12px}.filters{display:flex;flex-wrap:wrap;gap:8px 12px;align-items:end}.filter{display:flex;flex-direction:column;gap:2px;font-size:12px;color:var(--muted)}.filter select,.filter input{color:var(--text);font-size:13px;min-width:160px;max-width:280px}.filter.grow{flex:1}.filter.grow input{max-width:420px;width:100%}.kpis{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:8px}.kpi{background:var(--panel);border:1px solid var(--border);border-radius:6px;padding:8px 10px;min-width:0}.kpi-label{color:var(--muted);font-size:12px}.kpi-value{font-size:20px;font-weight:600;font-variant-numeric:tabular-nums;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}.kpi-note{color:var(--muted);font-size:11px}.panel{background:var(--panel);border:1px solid var(--border);border-radius:6px;padding:8px 10px;min-width:0}.panel-head{display:flex;align-items:center;justify-content:space-between;gap:8px;margin-bottom:6px}.panel-actions{display:flex;gap:6px}.panel-actions button{padding:1px 8px;font-size:12px}.panel.notice{border-color:var(--warn)}.panel.notice p{margin:4px 0}.needs-price{margin:4px 0 0;padding-left:18px}.grid{display:grid;gap:12px}.grid.two{grid-template-columns:repeat(auto-fit,minmax(min(100%,520px),1fr))}.stack{display:flex;flex-direction:column;gap:12px;min-width:0}.table-wrap{overflow-x:auto}table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}th,td{padding:3px 8px;border-bottom:1px solid var(--grid);text-align:left;vertical-align:top}th{font-weight:600;color:var(--muted);font-size:12px;white-space:nowrap}td{max-width:360px;overflow-wrap:break-word}td:first-child{min-width:8em}td code{word-break:normal}.num{text-align:right;white-space:nowrap}th.num .sort{justify-content:flex-end}tbody tr:hover{background:var(--accent-bg)}tfoot th,tfoot td{border-top:2px solid var(--border);font-weight:600;color:var(--text)}button.sort{background:none;border:0;padding:0;color:inherit;font-weight:600;display:inline-flex;gap:2px;width:100%}.arrow{font-size:9px;min-width:9px}td.empty{color:var(--muted);text-align:center;padding:12px}.chart{width:100%;min-height:200px}.chart .u-legend{font-size:11px;text-align:left}.chart .u-legend .u-marker{width:10px;height:10px}.bars{list-style:none;margin:0;padding:0;display:flex;flex-direction:column;gap:4px}.bars li{display:grid;grid-template-columns:minmax(0,3fr) minmax(40px,2fr) auto;gap:8px;align-items:center}.bar-label{overflow-wrap:anywhere}.bar-track{background:var(--grid);height:8px;border-radius:4px;overflow:hidden}.bar{display:block;height:100%}.verdict{margin:0 0 6px;font-weight:600}.verdict.ok{color:var(--ok)}.verdict.bad{color:var(--bad)}.facts{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:6px 12px;margin:0}.facts dt{color:var(--muted);font-size:12px}.facts dd{margin:0;font-weight:600;font-variant-numeric:tabular-nums}.dot{display:inline-block;width:8px;height:8px;border-radius:50%;background:var(--muted);margin-right:6px;vertical-align:middle}.dot.live{background:var(--ok)}.dot.polling{background:var(--warn)}.dot.error{background:var(--bad)}.status-line{margin:0;font-size:12px}.badge{white-space:nowrap;display:inline-block;border-radius:3px;padding:0 5px;font-size:11px;font-weight:600}.badge.ok{color:var(--ok);border:1px solid currentColor}.badge.warn{color:var(--warn);border:1px solid currentColor}.badge.bad{color:var(--bad);border:1px solid currentColor}.budget-list{list-style:none;margin:0;padding:0;display:grid;gap:12px}.budget-head{display:flex;flex-wrap:wrap;align-items:baseline;gap:6px 10px;margin-bottom:4px}.budget-scope{font-weight:600;overflow-wrap:anywhere}.budget-track{display:block}.budget-track .bar{background:var(--bar)}.budget.projected .budget-track .bar{background:var(--warn)}.budget.over .budget-track .bar{background:var(--bad)}.budget p{margin:4px 0 0}.message{overflow-wrap:anywhere}.histograms{display:grid;grid-template-columns:repeat(auto-fill,minmax(240px,1fr));gap:12px}.histogram{margin:0;min-width:0}.histogram figcaption{margin-bottom:4px;overflow-wrap:anywhere}.hist-bars{position:relative;height:64px;display:flex;align-items:flex-end;gap:1px;border-bottom:1px solid var(--border)}.hbar{flex:1;background:var(--bar);min-height:0}.hbar.below{background:var(--bar-below)}.threshold{position:absolute;top:-4px;bottom:0;width:0;border-left:2px solid var(--bad)}.threshold.configured{border-left:2px dashed var(--muted)}.hist-axis{display:flex;justify-content:space-between;font-size:10px;color:var(--muted)}.whatif{display:flex;flex-direction:column;font-size:12px;gap:2px;margin-top:4px}.whatif input{width:100%;padding:0}.whatif-result{margin:2px 0 0;font-size:12px}.login{display:flex;justify-content:center;padding-top:12vh}.login-form{width:min(360px,100%);display:flex;flex-direction:column;gap:10px;padding:20px}.login-form .filter input{max-width:none}@media(max-width:640px){main{padding:8px}.topbar{gap:10px;padding:8px}.kpis{grid-template-columns:repeat(2,minmax(0,1fr))}.kpi-value{font-size:17px}.filter select,.filter input{min-width:0;width:100%}.filters .filter{flex:1 1 45%}:is([data-table=active-alerts],[data-table=alert-history]) thead{display:none}:is([data-table=active-alerts],[data-table=alert-history]) tr[data-row]{display:block;padding:6px 0;border-bottom:1px solid var(--border)}:is([data-table=active-alerts],[data-table=alert-history]) td{display:inline;border:0;padding:0 8px 0 0;white-space:normal}:is([data-table=active-alerts],[data-table=alert-history]) td[data-col=summary]{display:block;padding-top:2px}}", N = "—", I = typeof navigator > "u" ? "en-US" : navigator.language, ot = new Intl.NumberFormat(I, { style: "currency", currency: "USD" }), it = new Intl.NumberFormat(I, {
   style: "currency",
   currency: "USD",
   maximumSignificantDigits: 3
@@ -308,7 +308,7 @@ function L(t) {
 }
 function ce(t) {
   const e = L(t);
-  return e === null ? N : e !== 0 && Math.abs(e) < 0.01 ? it.format(e) : at.format(e);
+  return e === null ? N : e !== 0 && Math.abs(e) < 0.01 ? it.format(e) : ot.format(e);
 }
 function K(t, e, n) {
   return e > 0 && n >= e ? N : ce(t);
@@ -331,10 +331,10 @@ function ee(t) {
   if (e < 1e3) return `${me.format(e)} ms`;
   const n = e / 1e3;
   if (n < 60) return `${ct.format(n)} s`;
-  const a = Math.floor(n / 60);
-  if (a < 60) return `${a} min ${Math.round(n - a * 60)} s`;
-  const i = Math.floor(a / 60);
-  return i < 48 ? `${i} h ${a - i * 60} min` : `${Math.floor(i / 24)} d ${i % 24} h`;
+  const o = Math.floor(n / 60);
+  if (o < 60) return `${o} min ${Math.round(n - o * 60)} s`;
+  const i = Math.floor(o / 60);
+  return i < 48 ? `${i} h ${o - i * 60} min` : `${Math.floor(i / 24)} d ${i % 24} h`;
 }
 const _t = new Intl.DateTimeFormat(I, {
   month: "short",
@@ -353,7 +353,7 @@ function pt(t) {
 function ft(t) {
   return ut.format(t);
 }
-var E, v, ie, ke, te = 0, Oe = [], y = h, Se = y.__b, $e = y.__r, Ce = y.diffed, je = y.__c, Ne = y.unmount, Te = y.__;
+var E, v, ie, ke, te = 0, Oe = [], y = h, $e = y.__b, Se = y.__r, Ce = y.diffed, je = y.__c, Ne = y.unmount, Te = y.__;
 function he(t, e) {
   y.__h && y.__h(v, t, te || e), te = 0;
   var n = v.__H || (v.__H = { __: [], __h: [] });
@@ -363,37 +363,37 @@ function G(t) {
   return te = 1, mt(qe, t);
 }
 function mt(t, e, n) {
-  var a = he(E++, 2);
-  if (a.t = t, !a.__c && (a.__ = [qe(void 0, e), function(d) {
-    var u = a.__N ? a.__N[0] : a.__[0], s = a.t(u, d);
-    u !== s && (a.__N = [s, a.__[1]], a.__c.setState({}));
-  }], a.__c = v, !v.__f)) {
+  var o = he(E++, 2);
+  if (o.t = t, !o.__c && (o.__ = [qe(void 0, e), function(d) {
+    var u = o.__N ? o.__N[0] : o.__[0], s = o.t(u, d);
+    u !== s && (o.__N = [s, o.__[1]], o.__c.setState({}));
+  }], o.__c = v, !v.__f)) {
     var i = function(d, u, s) {
-      if (!a.__c.__H) return !0;
-      var c = !1, f = a.__c.props !== d;
-      if (a.__c.__H.__.some(function(p) {
+      if (!o.__c.__H) return !0;
+      var c = !1, f = o.__c.props !== d;
+      if (o.__c.__H.__.some(function(p) {
         if (p.__N) {
           c = !0;
           var g = p.__[0];
           p.__ = p.__N, p.__N = void 0, g !== p.__[0] && (f = !0);
         }
-      }), o) {
-        var r = o.call(this, d, u, s);
+      }), a) {
+        var r = a.call(this, d, u, s);
         return c ? r || f : r;
       }
       return !c || f;
     };
     v.__f = !0;
-    var o = v.shouldComponentUpdate, l = v.componentWillUpdate;
+    var a = v.shouldComponentUpdate, l = v.componentWillUpdate;
     v.componentWillUpdate = function(d, u, s) {
       if (this.__e) {
-        var c = o;
-        o = void 0, i(d, u, s), o = c;
+        var c = a;
+        a = void 0, i(d, u, s), a = c;
       }
       l && l.call(this, d, u, s);
     }, v.shouldComponentUpdate = i;
   }
-  return a.__N || a.__;
+  return o.__N || o.__;
 }
 function Be(t, e) {
   var n = he(E++, 3);
@@ -419,11 +419,11 @@ function bt() {
   }
 }
 y.__b = function(t) {
-  v = null, Se && Se(t);
+  v = null, $e && $e(t);
 }, y.__ = function(t, e) {
   t && e.__k && e.__k.__m && (t.__m = e.__k.__m), Te && Te(t, e);
 }, y.__r = function(t) {
-  $e && $e(t), E = 0;
+  Se && Se(t), E = 0;
   var e = (v = t.__c).__H;
   e && (ie === v ? (e.__h = [], v.__h = [], e.__.some(function(n) {
     n.__N && (n.__ = n.__N), n.u = n.__N = void 0;
@@ -437,21 +437,21 @@ y.__b = function(t) {
 }, y.__c = function(t, e) {
   e.some(function(n) {
     try {
-      n.__h.some(Q), n.__h = n.__h.filter(function(a) {
-        return !a.__ || de(a);
+      n.__h.some(Q), n.__h = n.__h.filter(function(o) {
+        return !o.__ || de(o);
       });
-    } catch (a) {
+    } catch (o) {
       e.some(function(i) {
         i.__h && (i.__h = []);
-      }), e = [], y.__e(a, n.__v);
+      }), e = [], y.__e(o, n.__v);
     }
   }), je && je(t, e);
 }, y.unmount = function(t) {
   Ne && Ne(t);
   var e, n = t.__c;
-  n && n.__H && (n.__H.__.some(function(a) {
+  n && n.__H && (n.__H.__.some(function(o) {
     try {
-      Q(a);
+      Q(o);
     } catch (i) {
       e = i;
     }
@@ -460,8 +460,8 @@ y.__b = function(t) {
 var Ie = typeof requestAnimationFrame == "function";
 function vt(t) {
   var e, n = function() {
-    clearTimeout(a), Ie && cancelAnimationFrame(e), setTimeout(t);
-  }, a = setTimeout(n, 35);
+    clearTimeout(o), Ie && cancelAnimationFrame(e), setTimeout(t);
+  }, o = setTimeout(n, 35);
   Ie && (e = requestAnimationFrame(n));
 }
 function Q(t) {
@@ -473,15 +473,15 @@ function de(t) {
   t.__c = t.__(), v = e;
 }
 function We(t, e) {
-  return !t || t.length !== e.length || e.some(function(n, a) {
-    return n !== t[a];
+  return !t || t.length !== e.length || e.some(function(n, o) {
+    return n !== t[o];
   });
 }
 function qe(t, e) {
   return typeof e == "function" ? e(t) : e;
 }
-function xt(t, e, n = 0, a) {
-  const [i, o] = G({
+function xt(t, e, n = 0, o) {
+  const [i, a] = G({
     data: null,
     error: null,
     loading: t !== null,
@@ -491,13 +491,13 @@ function xt(t, e, n = 0, a) {
     if (t === null) return;
     let d = !0, u;
     const s = async () => {
-      o((c) => ({ ...c, loading: !0 }));
+      a((c) => ({ ...c, loading: !0 }));
       try {
         const c = await l.current();
-        d && o({ data: c, error: null, loading: !1, updatedAt: /* @__PURE__ */ new Date() });
+        d && a({ data: c, error: null, loading: !1, updatedAt: /* @__PURE__ */ new Date() });
       } catch (c) {
         const f = c instanceof H ? c : new H(0, String(c));
-        d && o((r) => ({ ...r, error: f, loading: !1 })), f.status;
+        d && a((r) => ({ ...r, error: f, loading: !1 })), f.status;
       }
       d && n > 0 && (u = setTimeout(s, n));
     };
@@ -513,39 +513,39 @@ function wt(t) {
   return `/jobs/${encodeURIComponent(t)}`;
 }
 function kt(t, e) {
-  const n = (a) => {
-    const i = a == null ? "" : String(a), o = /^[=+\-@\t\r]/.test(i) && !/^-?\d/.test(i) ? `'${i}` : i;
-    return /[",\n\r]/.test(o) ? `"${o.replaceAll('"', '""')}"` : o;
+  const n = (o) => {
+    const i = o == null ? "" : String(o), a = /^[=+\-@\t\r]/.test(i) && !/^-?\d/.test(i) ? `'${i}` : i;
+    return /[",\n\r]/.test(a) ? `"${a.replaceAll('"', '""')}"` : a;
   };
-  return [t, ...e].map((a) => a.map(n).join(",")).join(`\r
+  return [t, ...e].map((o) => o.map(n).join(",")).join(`\r
 `) + `\r
 `;
 }
-function St(t, e) {
-  const n = URL.createObjectURL(new Blob([e], { type: "text/csv;charset=utf-8" })), a = document.createElement("a");
-  a.href = n, a.download = t, document.body.append(a), a.click(), a.remove(), setTimeout(() => URL.revokeObjectURL(n), 1e3);
+function $t(t, e) {
+  const n = URL.createObjectURL(new Blob([e], { type: "text/csv;charset=utf-8" })), o = document.createElement("a");
+  o.href = n, o.download = t, document.body.append(o), o.click(), o.remove(), setTimeout(() => URL.revokeObjectURL(n), 1e3);
 }
-function $t(t, e, n) {
-  const a = n && e.find((o) => o.key === n.key);
-  if (!n || !a) return t;
-  const i = t.map((o, l) => ({ row: o, i: l, v: a.value(o) }));
-  return i.sort((o, l) => {
-    const d = o.v, u = l.v;
-    if (d === u) return o.i - l.i;
+function St(t, e, n) {
+  const o = n && e.find((a) => a.key === n.key);
+  if (!n || !o) return t;
+  const i = t.map((a, l) => ({ row: a, i: l, v: o.value(a) }));
+  return i.sort((a, l) => {
+    const d = a.v, u = l.v;
+    if (d === u) return a.i - l.i;
     if (d == null || d === "") return 1;
     if (u == null || u === "") return -1;
-    const s = Number(d), c = Number(u), f = a.numeric && !Number.isNaN(s) && !Number.isNaN(c) ? s - c : String(d).localeCompare(String(u));
-    return (n.descending ? -f : f) || o.i - l.i;
-  }), i.map((o) => o.row);
+    const s = Number(d), c = Number(u), f = o.numeric && !Number.isNaN(s) && !Number.isNaN(c) ? s - c : String(d).localeCompare(String(u));
+    return (n.descending ? -f : f) || a.i - l.i;
+  }), i.map((a) => a.row);
 }
 function Ct(t, e) {
   return kt(
     e.map((n) => n.key),
-    t.map((n) => e.map((a) => a.value(n)))
+    t.map((n) => e.map((o) => o.value(n)))
   );
 }
 function Je(t) {
-  const e = t.sort ?? null, n = $t(t.rows, t.columns, e);
+  const e = t.sort ?? null, n = St(t.rows, t.columns, e);
   return /* @__PURE__ */ _("section", { class: "panel", "data-table": t.name, children: [
     /* @__PURE__ */ _("header", { class: "panel-head", children: [
       /* @__PURE__ */ _("h2", { children: t.caption }),
@@ -558,67 +558,67 @@ function Je(t) {
             class: "ghost",
             "data-csv": t.name,
             disabled: n.length === 0,
-            onClick: () => St(t.filename ?? `${t.name}.csv`, Ct(n, t.columns)),
+            onClick: () => $t(t.filename ?? `${t.name}.csv`, Ct(n, t.columns)),
             children: "CSV"
           }
         )
       ] })
     ] }),
     /* @__PURE__ */ _("div", { class: "table-wrap", children: /* @__PURE__ */ _("table", { children: [
-      /* @__PURE__ */ _("thead", { children: /* @__PURE__ */ _("tr", { children: t.columns.map((a) => {
-        const i = e?.key === a.key, o = i ? e.descending ? "descending" : "ascending" : void 0;
+      /* @__PURE__ */ _("thead", { children: /* @__PURE__ */ _("tr", { children: t.columns.map((o) => {
+        const i = e?.key === o.key, a = i ? e.descending ? "descending" : "ascending" : void 0;
         return /* @__PURE__ */ _(
           "th",
           {
             scope: "col",
-            class: a.numeric ? "num" : void 0,
-            "aria-sort": o,
-            title: a.title,
+            class: o.numeric ? "num" : void 0,
+            "aria-sort": a,
+            title: o.title,
             children: t.onSort ? /* @__PURE__ */ _(
               "button",
               {
                 type: "button",
                 class: "sort",
-                "data-sort": a.key,
-                onClick: () => t.onSort({ key: a.key, descending: i ? !e.descending : !0 }),
+                "data-sort": o.key,
+                onClick: () => t.onSort({ key: o.key, descending: i ? !e.descending : !0 }),
                 children: [
-                  a.label,
+                  o.label,
                   /* @__PURE__ */ _("span", { "aria-hidden": "true", class: "arrow", children: i ? e.descending ? "▼" : "▲" : "" })
                 ]
               }
-            ) : a.label
+            ) : o.label
           },
-          a.key
+          o.key
         );
       }) }) }),
-      /* @__PURE__ */ _("tbody", { children: n.length === 0 ? /* @__PURE__ */ _("tr", { children: /* @__PURE__ */ _("td", { class: "empty", colSpan: t.columns.length, children: t.empty ?? "No calls in this range." }) }) : n.map((a) => /* @__PURE__ */ _("tr", { "data-row": t.rowKey(a), children: t.columns.map((i) => {
-        const o = i.value(a);
+      /* @__PURE__ */ _("tbody", { children: n.length === 0 ? /* @__PURE__ */ _("tr", { children: /* @__PURE__ */ _("td", { class: "empty", colSpan: t.columns.length, children: t.empty ?? "No calls in this range." }) }) : n.map((o) => /* @__PURE__ */ _("tr", { "data-row": t.rowKey(o), children: t.columns.map((i) => {
+        const a = i.value(o);
         return /* @__PURE__ */ _(
           "td",
           {
             class: i.numeric ? "num" : void 0,
             "data-col": i.key,
-            "data-value": o == null ? "" : String(o),
-            children: i.render ? i.render(a) : o == null ? "" : String(o)
+            "data-value": a == null ? "" : String(a),
+            children: i.render ? i.render(o) : a == null ? "" : String(a)
           },
           i.key
         );
-      }) }, t.rowKey(a))) }),
+      }) }, t.rowKey(o))) }),
       t.footer
     ] }) })
   ] });
 }
 const jt = 1e3;
 function Nt(t, e, n) {
-  const a = new AbortController();
-  let i = 0, o = !1;
+  const o = new AbortController();
+  let i = 0, a = !1;
   const l = (s) => {
     i = s.offset + s.calls.length, n.onCalls(s);
   }, d = async () => {
     const s = await t.request(
       `/api/jobs/${encodeURIComponent(e)}/events`,
       { offset: String(i) },
-      { signal: a.signal, headers: { Accept: "text/event-stream" } }
+      { signal: o.signal, headers: { Accept: "text/event-stream" } }
     );
     if (!s.body) return !1;
     n.onState("live");
@@ -643,11 +643,11 @@ function Nt(t, e, n) {
   }, u = async () => {
     n.onState("polling");
     let s = null;
-    for (; !o; ) {
+    for (; !a; ) {
       const c = s ? { "If-None-Match": s } : {}, f = await t.request(
         `/api/jobs/${encodeURIComponent(e)}/calls`,
         { offset: String(i) },
-        { signal: a.signal, headers: c }
+        { signal: o.signal, headers: c }
       );
       if (f.status !== 304) {
         s = f.headers.get("ETag");
@@ -659,14 +659,14 @@ function Nt(t, e, n) {
   };
   return (async () => {
     let s = 0;
-    for (; !o; ) {
+    for (; !a; ) {
       try {
         if (await d()) {
           s = 0;
           continue;
         }
       } catch (c) {
-        if (o) return;
+        if (a) return;
         if (c instanceof H && c.status === 401) {
           n.onState("error", c.message);
           return;
@@ -676,14 +676,14 @@ function Nt(t, e, n) {
       if (s >= 2 || s === 0) break;
       await new Promise((c) => setTimeout(c, 500));
     }
-    if (!o)
+    if (!a)
       try {
         await u();
       } catch (c) {
-        o || n.onState("error", String(c.message ?? c));
+        a || n.onState("error", String(c.message ?? c));
       }
   })(), () => {
-    o = !0, a.abort();
+    a = !0, o.abort();
   };
 }
 function Tt(t, e) {
@@ -692,7 +692,7 @@ function Tt(t, e) {
   return { ...e, offset: 0, calls: n };
 }
 function It(t) {
-  const [e, n] = G(null), [a, i] = G({ mode: "connecting" }), [o, l] = G(null);
+  const [e, n] = G(null), [o, i] = G({ mode: "connecting" }), [a, l] = G(null);
   Be(() => (n(null), Nt(t.api, t.jobId, {
     onCalls: (r) => {
       n((p) => Tt(p, r)), l(/* @__PURE__ */ new Date());
@@ -747,11 +747,11 @@ function It(t) {
         /* @__PURE__ */ _("code", { "data-job-id": !0, children: t.jobId })
       ] }),
       /* @__PURE__ */ _("p", { class: "status-line", "aria-live": "polite", children: [
-        /* @__PURE__ */ _("span", { class: `dot ${a.mode}`, "aria-hidden": "true" }),
-        /* @__PURE__ */ _("span", { "data-live-state": a.mode, children: a.mode === "live" ? "Live: new calls appear as they are stored" : a.mode === "polling" ? "Refreshing every second" : a.mode === "error" ? `Not updating: ${a.detail ?? ""}` : "Connecting…" }),
-        o && /* @__PURE__ */ _("span", { class: "muted", children: [
+        /* @__PURE__ */ _("span", { class: `dot ${o.mode}`, "aria-hidden": "true" }),
+        /* @__PURE__ */ _("span", { "data-live-state": o.mode, children: o.mode === "live" ? "Live: new calls appear as they are stored" : o.mode === "polling" ? "Refreshing every second" : o.mode === "error" ? `Not updating: ${o.detail ?? ""}` : "Connecting…" }),
+        a && /* @__PURE__ */ _("span", { class: "muted", children: [
           " · updated ",
-          ft(o)
+          ft(a)
         ] })
       ] })
     ] }),
@@ -796,8 +796,11 @@ function C(t) {
 function At(t) {
   const e = xt(
     `${t.api.base}|${t.imageId}`,
-    () => t.api.get("/api/admin/image-costs", { id: t.imageId })
-  ), n = t.linkBase ?? "", a = [
+    () => (
+      // One segment, "/" and "." included: the API's path takes any text before /ai-costs.
+      t.api.get(`/api/admin/images/${encodeURIComponent(t.imageId)}/ai-costs`)
+    )
+  ), n = t.linkBase ?? "", o = [
     { key: "task", label: "Step", value: (l) => l.task },
     { key: "models", label: "Models", value: (l) => l.models.join(" "), render: (l) => l.models.join(", ") },
     { key: "calls", label: "Calls", numeric: !0, value: (l) => l.calls, render: (l) => k(l.calls) },
@@ -810,7 +813,7 @@ function At(t) {
       value: (l) => l.unpriced_calls >= l.calls ? null : l.cost,
       render: (l) => K(l.cost, l.calls, l.unpriced_calls)
     }
-  ], i = e.data, o = i?.total;
+  ], i = e.data, a = i?.total;
   return /* @__PURE__ */ _("div", { class: "view image-view", "data-view": "image", children: [
     /* @__PURE__ */ _("header", { class: "view-head", children: [
       /* @__PURE__ */ _("h1", { children: [
@@ -819,19 +822,19 @@ function At(t) {
       ] }),
       e.error && /* @__PURE__ */ _("p", { class: "error", role: "alert", children: e.error.message })
     ] }),
-    o && /* @__PURE__ */ _("div", { class: "kpis", children: [
+    a && /* @__PURE__ */ _("div", { class: "kpis", children: [
       /* @__PURE__ */ _(
         C,
         {
           name: "cost",
           label: "Total cost",
-          value: o.cost,
-          text: K(o.cost, o.calls, o.unpriced_calls),
-          note: o.unpriced_calls ? `${k(o.unpriced_calls)} unpriced` : void 0
+          value: a.cost,
+          text: K(a.cost, a.calls, a.unpriced_calls),
+          note: a.unpriced_calls ? `${k(a.unpriced_calls)} unpriced` : void 0
         }
       ),
-      /* @__PURE__ */ _(C, { name: "calls", label: "Calls", value: o.calls, text: k(o.calls) }),
-      /* @__PURE__ */ _(C, { name: "tokens", label: "Tokens", value: o.tokens, text: V(o.tokens) }),
+      /* @__PURE__ */ _(C, { name: "calls", label: "Calls", value: a.calls, text: k(a.calls) }),
+      /* @__PURE__ */ _(C, { name: "tokens", label: "Tokens", value: a.tokens, text: V(a.tokens) }),
       /* @__PURE__ */ _(C, { name: "steps", label: "Steps", value: i.steps.length, text: k(i.steps.length) })
     ] }),
     /* @__PURE__ */ _(
@@ -839,18 +842,18 @@ function At(t) {
       {
         name: "image-steps",
         caption: "Cost per step",
-        columns: a,
+        columns: o,
         rows: i?.steps ?? [],
         rowKey: (l) => l.task,
         filename: "image-steps.csv",
         empty: i ? "No calls recorded for this image." : "Loading…",
-        footer: o && i.steps.length > 0 ? /* @__PURE__ */ _("tfoot", { children: /* @__PURE__ */ _("tr", { "data-row": "total", children: [
+        footer: a && i.steps.length > 0 ? /* @__PURE__ */ _("tfoot", { children: /* @__PURE__ */ _("tr", { "data-row": "total", children: [
           /* @__PURE__ */ _("th", { scope: "row", children: "Total" }),
           /* @__PURE__ */ _("td", {}),
-          /* @__PURE__ */ _("td", { class: "num", children: k(o.calls) }),
-          /* @__PURE__ */ _("td", { class: "num", children: V(o.tokens) }),
-          /* @__PURE__ */ _("td", { class: "num", children: ee(o.latency_ms) }),
-          /* @__PURE__ */ _("td", { class: "num", "data-col": "cost", "data-value": o.cost, children: K(o.cost, o.calls, o.unpriced_calls) })
+          /* @__PURE__ */ _("td", { class: "num", children: k(a.calls) }),
+          /* @__PURE__ */ _("td", { class: "num", children: V(a.tokens) }),
+          /* @__PURE__ */ _("td", { class: "num", children: ee(a.latency_ms) }),
+          /* @__PURE__ */ _("td", { class: "num", "data-col": "cost", "data-value": a.cost, children: K(a.cost, a.calls, a.unpriced_calls) })
         ] }) }) : void 0
       }
     ),
@@ -870,7 +873,7 @@ class Ke extends HTMLElement {
   static observedAttributes = ["api-base", "token", "job-id", "image-id"];
   root;
   constructor() {
-    super(), this.root = this.attachShadow({ mode: "open" }), B ??= new CSSStyleSheet(), B.cssRules.length === 0 && B.replaceSync(ot), this.root.adoptedStyleSheets = [B];
+    super(), this.root = this.attachShadow({ mode: "open" }), B ??= new CSSStyleSheet(), B.cssRules.length === 0 && B.replaceSync(at), this.root.adoptedStyleSheets = [B];
   }
   connectedCallback() {
     this.update();
@@ -889,21 +892,21 @@ class Ke extends HTMLElement {
     we(/* @__PURE__ */ _("div", { class: "embedded", children: this.view(e) }), this.root);
   }
 }
-class Dt extends Ke {
+class Ut extends Ke {
   view(e) {
     const n = this.getAttribute("job-id");
     return n ? /* @__PURE__ */ _(It, { api: e, jobId: n, linkBase: e.base, embedded: !0 }) : null;
   }
 }
-class Ut extends Ke {
+class Dt extends Ke {
   view(e) {
     const n = this.getAttribute("image-id");
     return n ? /* @__PURE__ */ _(At, { api: e, imageId: n, linkBase: e.base, embedded: !0 }) : null;
   }
 }
-customElements.get("ailedger-job-costs") || customElements.define("ailedger-job-costs", Dt);
-customElements.get("ailedger-image-costs") || customElements.define("ailedger-image-costs", Ut);
+customElements.get("ailedger-job-costs") || customElements.define("ailedger-job-costs", Ut);
+customElements.get("ailedger-image-costs") || customElements.define("ailedger-image-costs", Dt);
 export {
-  Ut as ImageCostsElement,
-  Dt as JobCostsElement
+  Dt as ImageCostsElement,
+  Ut as JobCostsElement
 };

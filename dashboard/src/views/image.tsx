@@ -10,7 +10,8 @@ type Step = ImageCosts["steps"][number];
 
 export function ImageView(props: { api: Api; imageId: string; linkBase?: string; embedded?: boolean }) {
   const loaded = useLoad(`${props.api.base}|${props.imageId}`, () =>
-    props.api.get<ImageCosts>("/api/admin/image-costs", { id: props.imageId }),
+    // One segment, "/" and "." included: the API's path takes any text before /ai-costs.
+    props.api.get<ImageCosts>(`/api/admin/images/${encodeURIComponent(props.imageId)}/ai-costs`),
   );
   const base = props.linkBase ?? "";
   const columns: Column<Step>[] = [

@@ -61,7 +61,7 @@ export function Overview(props: { api: Api; search: string; onUnauthorized: () =
   const m = data?.metrics;
   const filterBy = (name: string, value: string) => setParams({ [name]: value });
   return (
-    <div class="view overview" data-view="overview">
+    <div class="view overview" data-view="overview" data-ready={m && !loaded.loading ? "true" : undefined}>
       <header class="view-head">
         <h1>Overview</h1>
         <RangeBar params={params} range={range} updatedAt={loaded.updatedAt} loading={loaded.loading} answered={m?.range} />
