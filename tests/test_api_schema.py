@@ -31,7 +31,9 @@ TOKEN = "schema-token"
 # its reason. Every other check runs as schemathesis ships it.
 CONFIG = """
 [checks.positive_data_acceptance]
-expected-statuses = ["2xx", "401", "422"]
+# 400: an OTLP body its schema cannot describe (protobuf) that fails to parse, as the
+# OTLP/HTTP specification has it.
+expected-statuses = ["2xx", "400", "401", "422"]
 """
 
 
@@ -53,7 +55,7 @@ def served(settings: Any, run_burst: Any, tmp_path: Path) -> Iterator[str]:
     log = tmp_path / "serve.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "ailedger.cli", "serve", "--port", str(port)],
-        env={**cli_env(settings), "AILEDGER_API_TOKEN": TOKEN},
+        env={**cli_env(settings), "AILEDGER_API_TOKEN": TOKEN, "AILEDGER_INGEST_TOKENS": TOKEN},
         stdout=subprocess.DEVNULL,
         stderr=log.open("w"),
     )
@@ -74,6 +76,7 @@ def served(settings: Any, run_burst: Any, tmp_path: Path) -> Iterator[str]:
         proc.wait(10)
 
 
+@pytest.mark.timeout(900)
 def test_schemathesis_finds_no_failure_with_every_check(served: str, tmp_path: Path) -> None:
     st = shutil.which("st", path=str(Path(sys.executable).parent))
     assert st is not None, "schemathesis is in the dev extra: pip install -e '.[dev]'"
@@ -86,6 +89,9 @@ def test_schemathesis_finds_no_failure_with_every_check(served: str, tmp_path: P
             "--header", f"Authorization: Bearer {TOKEN}",
             "--generation-allow-x00", "true",
             "--max-examples", "25",
+            # A live job stream stays open for minutes by design; its snapshot twin,
+            # /api/jobs/{job_id}/calls, answers the same data and is checked.
+            "--exclude-path-regex", "/events$",
             "--seed", "20250601",
             "--generation-database", "none",
             "--report-dir", str(tmp_path),
@@ -97,4 +103,4 @@ def test_schemathesis_finds_no_failure_with_every_check(served: str, tmp_path: P
         timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
-    assert "4 selected / 4 total" in result.stdout, result.stdout
+    assert "12 selected / 13 total" in result.stdout, result.stdout

@@ -85,7 +85,8 @@ def test_a_million_row_table_is_converted_without_losing_a_row(
     assert before is not None
     assert before[:2] == (rows, seed_cost(rows))  # what the seed put there, computed apart
 
-    assert migrate(pre_012_url) == ["012_partitions.sql"]
+    applied = migrate(pre_012_url)
+    assert applied[0] == "012_partitions.sql"  # and whatever came after it
 
     with psycopg.connect(pre_012_url, autocommit=True) as conn:
         assert conn.execute(_FINGERPRINT).fetchone() == before

@@ -27,13 +27,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool, PoolTimeout
-from pydantic import WithJsonSchema
 
 from ailedger.api import budgets, costs, dashboard, jobs, live, rollups, whatif
 from ailedger.api import models as m
 from ailedger.api.cors import ElementCors, parse_origins
 from ailedger.api.figures import group_cost
-from ailedger.api.paths import Stored
+from ailedger.api.paths import MAX_OFFSET, Moment, Stored
 from ailedger.ingest.routes import router as ingest_router
 from ailedger.ops.status import queue_status
 from ailedger.settings import Settings
@@ -43,22 +42,6 @@ from worker.event import MAX_KEY
 
 #: The most timeline buckets one request may ask for (e.g. 5000 minutes = 3.5 days).
 MAX_BUCKETS = 5_000
-#: The furthest a job's calls can be paged (a Postgres integer).
-MAX_OFFSET = 2**31 - 1
-#: A point in time as the API accepts it, and as its OpenAPI document says: an ISO 8601
-#: date-time or date, or Unix time in seconds.
-Moment = Annotated[
-    datetime,
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "string", "format": "date-time"},
-                {"type": "string", "format": "date"},
-                {"type": "number"},
-            ]
-        }
-    ),
-]
 #: The error answers besides FastAPI's own 422 (documented in the OpenAPI schema too).
 ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": m.ErrorMessage, "description": "Missing or wrong bearer token."},
@@ -291,9 +274,9 @@ def create_app(settings: Settings) -> FastAPI:
         with backends.pool().connection() as conn:
             return costs.image_costs(conn, image_id)
 
-    app.include_router(budgets.router, dependencies=[Depends(admin)])
+    app.include_router(budgets.router, dependencies=[Depends(admin)], responses=ADMIN_ERRORS)
     for reads in (jobs.router, live.router, whatif.router):
-        app.include_router(reads, dependencies=[Depends(admin)])
+        app.include_router(reads, dependencies=[Depends(admin)], responses=ADMIN_ERRORS)
     dashboard.mount(app)
     origins = parse_origins(settings.api_cors_origins)
     if origins:

@@ -7,7 +7,6 @@ same at ten thousand rows and at ten million.
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID
@@ -16,6 +15,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from psycopg.rows import dict_row
 
 from ailedger.api import dashboard_models as dm
+from ailedger.api.paths import Moment
 
 #: Sort keys of the job list and the column each orders by (descending).
 SORTS = {
@@ -37,8 +37,8 @@ router = APIRouter(tags=["dashboard"])
 @router.get("/api/admin/jobs", response_model=dm.JobList)
 def recent_jobs(
     request: Request,
-    start: Annotated[datetime | None, Query(alias="from", description="Default: 24 h ago.")] = None,
-    end: Annotated[datetime | None, Query(alias="to", description="Default: now.")] = None,
+    start: Annotated[Moment | None, Query(alias="from", description="Default: 24 h ago.")] = None,
+    end: Annotated[Moment | None, Query(alias="to", description="Default: now.")] = None,
     sort: Annotated[str, Query(pattern=f"^({'|'.join(SORTS)})$")] = "recent",
     q: Annotated[
         str | None, Query(max_length=36, description="A job id, or the beginning of one.")
@@ -54,7 +54,17 @@ def recent_jobs(
     if q:
         needle = q.strip().lower()
         if any(c not in "0123456789abcdef-" for c in needle):
-            raise HTTPException(422, f"{q!r} is not a job id: use hex digits and dashes")
+            # FastAPI's own 422 shape, as the OpenAPI document says.
+            raise HTTPException(
+                422,
+                [
+                    {
+                        "loc": ["query", "q"],
+                        "msg": f"{q!r} is not a job id: use hex digits and dashes",
+                        "type": "value_error",
+                    }
+                ],
+            )
         try:
             clause, params = "job_id = %s", [UUID(needle)]  # a whole id: any time
         except ValueError:
@@ -85,8 +95,8 @@ def recent_jobs(
 @router.get("/api/admin/jobs-summary", response_model=dm.JobsSummary)
 def jobs_summary(
     request: Request,
-    start: Annotated[datetime | None, Query(alias="from", description="Default: 24 h ago.")] = None,
-    end: Annotated[datetime | None, Query(alias="to", description="Default: now.")] = None,
+    start: Annotated[Moment | None, Query(alias="from", description="Default: 24 h ago.")] = None,
+    end: Annotated[Moment | None, Query(alias="to", description="Default: now.")] = None,
     task: Annotated[list[str] | None, Query(description="Only these tasks.")] = None,
     model: Annotated[list[str] | None, Query(description="Only these models.")] = None,
 ) -> dm.JobsSummary:

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ailedger.api import costs
 from ailedger.api import models as m
-from ailedger.api.paths import Stored
+from ailedger.api.paths import MAX_OFFSET, Stored
 
 #: How often a stream looks for new calls, and sends a comment to keep proxies open.
 POLL_S = 0.5
@@ -50,7 +50,7 @@ async def job_events(
     job_id: Annotated[
         Stored, Path(description="The processing job (PDF upload): its UUID or its key.")
     ],
-    offset: Annotated[int, Query(ge=0, description="Calls already received.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Calls already received.")] = 0,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
     """The job's calls from ``offset`` on, then each new one, as server-sent events."""
@@ -90,7 +90,7 @@ def job_calls(
     job_id: Annotated[
         Stored, Path(description="The processing job (PDF upload): its UUID or its key.")
     ],
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """The job's calls from ``offset`` with totals; 304 while ``If-None-Match`` still holds."""

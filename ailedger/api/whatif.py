@@ -10,7 +10,6 @@ Moving a threshold then needs no further request: calls below it fall back.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -18,6 +17,7 @@ from fastapi import APIRouter, Query, Request
 
 from ailedger.api import dashboard_models as dm
 from ailedger.api import rollups
+from ailedger.api.paths import Moment
 
 COST_NOTE = (
     "bin costs are estimates: each rollup row's cost shared equally among its calls; "
@@ -30,8 +30,8 @@ router = APIRouter(tags=["dashboard"])
 @router.get("/api/admin/confidence", response_model=dm.ConfidenceReport)
 def confidence_by_task(
     request: Request,
-    start: Annotated[datetime | None, Query(alias="from", description="Default: 24 h ago.")] = None,
-    end: Annotated[datetime | None, Query(alias="to", description="Default: now.")] = None,
+    start: Annotated[Moment | None, Query(alias="from", description="Default: 24 h ago.")] = None,
+    end: Annotated[Moment | None, Query(alias="to", description="Default: now.")] = None,
     task: Annotated[list[str] | None, Query(description="Only these tasks.")] = None,
     model: Annotated[list[str] | None, Query(description="Only these models.")] = None,
 ) -> dm.ConfidenceReport:

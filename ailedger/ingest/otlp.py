@@ -75,8 +75,21 @@ def _export(request: Request, body: bytes, protobuf: bool, grant: Grant) -> byte
     "/v1/traces",
     responses={
         200: {"description": "ExportTraceServiceResponse (protobuf or JSON, as sent)."},
+        400: {"description": "The body is not an ExportTraceServiceRequest."},
         401: {"description": "No valid ingest token (AILEDGER_INGEST_TOKENS)."},
+        413: {"description": "The body is over AILEDGER_INGEST_MAX_BODY_BYTES."},
+        415: {"description": "Neither application/x-protobuf nor application/json."},
         503: {"description": "Redis is away: the exporter retries after Retry-After."},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "An OTLP ExportTraceServiceRequest, protobuf or its JSON mapping.",
+            "content": {
+                PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
+                JSON: {"schema": {"type": "object"}},
+            },
+        }
     },
 )
 async def export_traces(request: Request, grant: Annotated[Grant, Depends(authorize)]) -> Response:
