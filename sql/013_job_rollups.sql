@@ -42,7 +42,7 @@ INSERT INTO ai_job_rollups AS j (
 )
 SELECT s.job_id, s.task, s.model, coalesce(s.provider, ''),
     sum(s.sign),
-    coalesce(sum(s.sign * (coalesce(s.input_tokens, 0) + coalesce(s.output_tokens, 0))), 0),
+    coalesce(sum(s.sign * (coalesce(s.input_tokens, 0)::bigint + coalesce(s.output_tokens, 0))), 0),
     coalesce(sum(s.sign * s.cost), 0),
     coalesce(sum(s.sign) FILTER (WHERE s.cost IS NULL), 0),
     coalesce(sum(s.sign) FILTER (WHERE s.action = 'fallback_to_rules'), 0),

@@ -26,7 +26,8 @@ def total_tokens_sql(alias: str = "") -> str:
     ``alias``: the table alias the columns are qualified with, e.g. ``"r"``.
     """
     prefix = f"{alias}." if alias else ""
-    return f"(coalesce({prefix}input_tokens, 0) + coalesce({prefix}output_tokens, 0))"
+    # bigint: two counts near the integer limit must not overflow the sum.
+    return f"(coalesce({prefix}input_tokens, 0)::bigint + coalesce({prefix}output_tokens, 0))"
 
 
 def group_cost(cost: Decimal | None, calls: int, unpriced: int) -> Decimal | None:
