@@ -42,6 +42,7 @@ from typing import Protocol
 import orjson
 
 from producer.connection import connect
+from producer.shards import ShardedStream
 from producer.wire import xadd_events
 
 log = logging.getLogger("ailedger.producer")
@@ -563,12 +564,16 @@ def replay_spool(
     ``redis.RedisError`` if Redis fails midway: what was not sent stays on disk.
     """
     spool = DiskSpool(folder, stream=stream)
-    client = connect(redis_url)
+    client = connect(redis_url, strict=True)
+    shards: dict[str, ShardedStream] = {}
     sent = 0
     try:
         spool.adopt()
         while batch := spool.peek(batch_size):
-            xadd_events(client, spool.head_stream or "", batch)
+            head = spool.head_stream or ""
+            if head not in shards:
+                shards[head] = ShardedStream.for_client(client, head)
+            xadd_events(client, shards[head].next_key(), batch)
             spool.consume(len(batch))
             sent += len(batch)
     finally:
