@@ -177,11 +177,15 @@ def _send(pool: Any, packed: bytes, count: int, wait_replicas: int) -> None:
                 conn.read_response()
             except ResponseError as exc:  # keep reading: the connection stays in sync
                 error = error or exc
+        confirmed = wait_replicas
         if wait_replicas:
-            confirmed = int(conn.read_response())
+            try:
+                confirmed = int(conn.read_response())
+            except ResponseError as exc:
+                error = error or exc  # a MOVED of the XADDs says more than WAIT's refusal
         if error is not None:
             raise error
-        if wait_replicas and confirmed < wait_replicas:
+        if confirmed < wait_replicas:
             raise ReplicationTimeout(
                 f"Redis took the batch but {confirmed} of {wait_replicas} replica(s) confirmed"
                 " it in time; it is kept and sent again (set AILEDGER_REDIS_WAIT_REPLICAS=0"
