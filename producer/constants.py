@@ -39,3 +39,20 @@ def maintenance_queue(stream: str) -> str:
     worker, against the database of that worker's own settings.
     """
     return f"{stream}:maintenance"
+
+
+def shard_stream(stream: str, shard: int, shards: int) -> str:
+    """The key of shard ``shard`` (of ``shards``) of ``stream``; the stream itself when unsharded.
+
+    Each shard's number is its own hash tag (``ailedger:events:{0}``, ``…:{1}``), so the
+    shards land on different slots of a Redis Cluster, and everything derived from a
+    shard's key — its dead letters, its heartbeats — stays in that shard's slot.
+    """
+    if shards == 1:
+        return stream
+    return f"{stream}:{{{shard}}}"
+
+
+def stream_shards(stream: str, shards: int) -> list[str]:
+    """The keys of every shard of ``stream``, shard 0 first."""
+    return [shard_stream(stream, shard, shards) for shard in range(shards)]

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 
 from producer.connection import connect
+from producer.shards import ShardedStream
 from producer.spool import DiskSpool, Spool
 from producer.wire import encode_spilled, is_spilled, xadd_events
 
@@ -56,7 +57,8 @@ def replay_spool(
     Spilled batches are redacted and capped at ``max_payload_bytes`` as they are sent.
     """
     spool = DiskSpool(folder, stream=stream)
-    client = connect(redis_url)
+    client = connect(redis_url, strict=True)
+    shards: dict[str, ShardedStream] = {}  # a stream's shard keys, spread over as logged
     sent = 0
     try:
         spool.adopt()
@@ -64,7 +66,10 @@ def replay_spool(
             batch, records = head_batch(spool, batch_size, max_payload_bytes=max_payload_bytes)
             if not records:
                 break
-            xadd_events(client, spool.head_stream or "", batch)
+            head = spool.head_stream or ""
+            if head not in shards:
+                shards[head] = ShardedStream.for_client(client, head)
+            xadd_events(client, shards[head].next_key(), batch)
             spool.consume(records)
             sent += len(batch)
     finally:

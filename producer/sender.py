@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from producer.backoff import Backoff
 from producer.connection import connect
 from producer.replay import head_batch
+from producer.shards import ShardedStream, wait_replicas
 from producer.spool import DiskSpool, MemorySpool, Spool
 from producer.wire import (
     absorb_response,
@@ -127,6 +128,8 @@ class Sender:
         self.spool_full = False
         self.drops_seen = 0
         self.overflowing = False
+        self._shards: ShardedStream | None = None
+        self._wait_replicas = (0, 0)
 
     @property
     def spooled(self) -> int:
@@ -144,10 +147,26 @@ class Sender:
         if self._client is None:
             # Short timeouts: a Redis that accepts connections but does not answer
             # must send events to the spool within seconds, not pile them up in memory.
+            # strict: the shard keys depend on whether this is a cluster, so ask first.
             self._client = connect(
-                self._owner.redis_url or "", socket_timeout=2.0, connect_timeout=1.0
+                self._owner.redis_url or "", socket_timeout=2.0, connect_timeout=1.0, strict=True
             )
         return self._client
+
+    def _send(self, payloads: list[bytes]) -> None:
+        """One batch to one shard (the next, round robin), waiting for replicas if configured."""
+        client = self._redis()
+        if self._shards is None:
+            self._shards = ShardedStream.for_client(client, self._owner.stream)
+            self._wait_replicas = wait_replicas()
+        replicas, timeout_ms = self._wait_replicas
+        xadd_events(
+            client,
+            self._shards.next_key(),
+            payloads,
+            wait_replicas=replicas,
+            wait_timeout_ms=timeout_ms,
+        )
 
     def _where(self) -> str:
         return str(self._owner.spool_dir) if self._owner.spool_dir is not None else "memory"
@@ -422,7 +441,7 @@ class Sender:
     def _try_send(self, payloads: list[bytes]) -> bool:
         try:
             with self._unlocked():
-                xadd_events(self._redis(), self._owner.stream, payloads)
+                self._send(payloads)
         except Abandoned:
             raise
         except Exception as exc:  # down, refusing, or too slow: all mean "spool and retry"

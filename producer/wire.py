@@ -15,6 +15,7 @@ user's own (0700).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -148,17 +149,63 @@ def encode_event(fields: dict[str, Any], *, max_payload_bytes: int) -> tuple[str
             return event_id, orjson.dumps({"id": safe["id"], "_encode_error": "unencodable"})
 
 
-def xadd_events(client: redis.Redis, stream: str, payloads: Sequence[bytes]) -> None:
+class ReplicationTimeout(Exception):
+    """The master took the batch but fewer replicas than asked confirmed it in time."""
+
+
+def xadd_events(
+    client: redis.Redis,
+    stream: str,
+    payloads: Sequence[bytes],
+    *,
+    wait_replicas: int = 0,
+    wait_timeout_ms: int = 1000,
+) -> None:
     """XADD encoded events in one pipelined round trip; raises if Redis refused any.
 
     The commands are written as RESP directly: redis-py's pipeline packs each
     command in Python, which holds the GIL for milliseconds per batch, time the
     service's threads would spend waiting in ``log()``.
+
+    Against a cluster the batch goes to the node that owns ``stream``'s slot; when
+    that node says the slot moved (MOVED/ASK: a failover, a resharding) the slot map
+    is refreshed and the batch sent once more. ``wait_replicas``: the same round trip
+    ends with ``WAIT``, and :class:`ReplicationTimeout` is raised unless that many
+    replicas have the batch, so the caller keeps it (and sends it again) instead of
+    trusting a master that may crash before replicating it.
     """
     if not payloads:
         return
-    from redis.exceptions import ResponseError
+    from redis.exceptions import AskError, ConnectionError, MovedError, TimeoutError
 
+    packed = _pack(stream, payloads)
+    if wait_replicas:
+        timeout = b"%d" % wait_timeout_ms
+        packed += b"*3\r\n$4\r\nWAIT\r\n$%d\r\n%d\r\n$%d\r\n%s\r\n" % (
+            len(b"%d" % wait_replicas),
+            wait_replicas,
+            len(timeout),
+            timeout,
+        )
+    nodes = getattr(client, "nodes_manager", None)
+    for attempt in (1, 2):
+        try:
+            _send(_pool_for(client, stream), packed, len(payloads), wait_replicas)
+            return
+        except (MovedError, AskError):
+            if nodes is None or attempt == 2:
+                raise
+            nodes.initialize()
+        except (ConnectionError, TimeoutError):
+            if nodes is not None:
+                # The node may be gone for good (a failover follows): the next attempt,
+                # the caller's retry, must ask the cluster who owns the slot now.
+                with contextlib.suppress(Exception):
+                    nodes.initialize()
+            raise
+
+
+def _pack(stream: str, payloads: Sequence[bytes]) -> bytes:
     name = stream.encode()
     head = b"*7\r\n$4\r\nXADD\r\n$%d\r\n%s\r\n$1\r\n*\r\n$%d\r\n%s\r\n" % (
         len(name),
@@ -172,21 +219,46 @@ def xadd_events(client: redis.Redis, stream: str, payloads: Sequence[bytes]) -> 
         len(WIRE_VERSION),
         WIRE_VERSION,
     )
-    packed = b"".join(b"%s$%d\r\n%s%s" % (head, len(p), p, tail) for p in payloads)
-    pool = client.connection_pool
+    return b"".join(b"%s$%d\r\n%s%s" % (head, len(p), p, tail) for p in payloads)
+
+
+def _pool_for(client: redis.Redis, stream: str) -> Any:
+    """The pool of the node holding ``stream`` (the client's own, if not a cluster)."""
+    if getattr(client, "nodes_manager", None) is None:
+        return client.connection_pool
+    cluster: Any = client
+    node = cluster.get_node_from_key(stream)
+    return cluster.get_redis_connection(node).connection_pool
+
+
+def _send(pool: Any, packed: bytes, count: int, wait_replicas: int) -> None:
+    from redis.exceptions import ResponseError
+
     conn = pool.get_connection()
     try:
-        conn.send_packed_command([packed], check_health=False)  # type: ignore[no-untyped-call]
+        conn.send_packed_command([packed], check_health=False)
         error: Exception | None = None
-        for _ in payloads:
+        for _ in range(count):
             try:
                 conn.read_response()
             except ResponseError as exc:  # keep reading: the connection stays in sync
                 error = error or exc
+        confirmed = wait_replicas
+        if wait_replicas:
+            try:
+                confirmed = int(conn.read_response())
+            except ResponseError as exc:
+                error = error or exc  # a MOVED of the XADDs says more than WAIT's refusal
         if error is not None:
             raise error
+        if confirmed < wait_replicas:
+            raise ReplicationTimeout(
+                f"Redis took the batch but {confirmed} of {wait_replicas} replica(s) confirmed"
+                " it in time; it is kept and sent again (set AILEDGER_REDIS_WAIT_REPLICAS=0"
+                " where Redis has no replicas)"
+            )
     except BaseException:
-        conn.disconnect()  # type: ignore[no-untyped-call]
+        conn.disconnect()
         raise
     finally:
         pool.release(conn)

@@ -46,6 +46,11 @@ HEARTBEAT_EVERY_S = 1.0
 BURST_WAIT_S = 0.2
 
 
+def consumer_name() -> str:
+    """A consumer name unique to this process: host, pid and a random suffix."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid4().hex[:6]}"
+
+
 class Worker:
     """A consumer in the group: ``start()``/``stop(timeout)``/``join()``, or ``run()`` in place."""
 
@@ -61,7 +66,7 @@ class Worker:
     ) -> None:
         self.settings = settings
         self.metrics = metrics if metrics is not None else worker_metrics()
-        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid4().hex[:6]}"
+        self.consumer = consumer or consumer_name()
         self.burst = burst
         #: Why a burst worker gave up (a server away past the deadline); None if it did not.
         self.failure: str | None = None

@@ -17,6 +17,7 @@ from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from producer.connection import cluster_mode
 from producer.constants import DEFAULT_GROUP, DEFAULT_STREAM
 from producer.scoring import DEFAULT_THRESHOLD, DEFAULT_WEIGHTS
 
@@ -63,6 +64,17 @@ def check_database_url(url: str) -> str:
     return url
 
 
+def parse_shard_list(text: str) -> list[int]:
+    """ "0,2" -> [0, 2]; ValueError saying what is accepted."""
+    try:
+        numbers = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        numbers = [-1]
+    if not numbers or numbers[0] < 0:
+        raise ValueError(f"cannot read shards {text!r}: give shard numbers like 0,2")
+    return numbers
+
+
 def _scheme(url: str) -> str:
     match = _SCHEME.match(url)
     return match.group(1).lower() if match else ""
@@ -81,6 +93,14 @@ class WorkerSettings(BaseSettings):
     database_url: str = "postgresql://127.0.0.1:5432/ailedger"
     stream: str = DEFAULT_STREAM
     group: str = DEFAULT_GROUP
+
+    # Past one machine (docs/scaling.md).
+    #: Whether Redis is a cluster: asked of the server (auto), or forced (on, off).
+    redis_cluster: str = "auto"
+    #: Shards of the stream; None: 1 on a single Redis, 2 per master on a cluster.
+    stream_shards: int | None = Field(default=None, ge=1, le=4096)
+    #: The shards this worker consumes, e.g. "0,2"; None: every shard.
+    shards: str | None = None
 
     # Consumer loop.
     batch_size: int = Field(default=500, ge=1, le=50_000)
@@ -110,6 +130,19 @@ class WorkerSettings(BaseSettings):
     def _redis_url(cls, value: str) -> str:
         return check_redis_url(value)
 
+    @field_validator("redis_cluster")
+    @classmethod
+    def _redis_cluster(cls, value: str) -> str:
+        return cluster_mode(value)
+
+    @field_validator("shards")
+    @classmethod
+    def _shards(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parse_shard_list(value)
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:
@@ -124,6 +157,19 @@ class WorkerSettings(BaseSettings):
                 'component a positive weight, e.g. {"model_confidence": 0.4, "completeness": 0.2}'
             )
         return value
+
+    def consumed_shards(self, count: int) -> list[int]:
+        """The shard numbers this worker reads, of ``count``: those named, else all."""
+        if self.shards is None:
+            return list(range(count))
+        numbers = parse_shard_list(self.shards)
+        beyond = [n for n in numbers if n >= count]
+        if beyond:
+            raise ValueError(
+                f"AILEDGER_SHARDS names shard {beyond[0]} but the stream has {count} shard(s)"
+                f" (0 to {count - 1}); name shards below {count} or raise AILEDGER_STREAM_SHARDS"
+            )
+        return numbers
 
     def threshold_for(self, task: str) -> Decimal:
         return self.task_thresholds.get(task, self.default_threshold)

@@ -105,6 +105,8 @@ class StreamSource:
                 self.settings.redis_url,
                 socket_timeout=self.settings.block_ms / 1000 + 10,
                 connect_timeout=5,
+                cluster=self.settings.redis_cluster,
+                strict=True,  # a cluster must not be mistaken for a single Redis
             )
             self._ensure_group(self._client)
         return self._client

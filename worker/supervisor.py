@@ -15,8 +15,8 @@ from typing import Any
 import structlog
 from prometheus_client.registry import Collector
 
-from worker.consumer import Worker
 from worker.settings import WorkerSettings
+from worker.shards import ShardedWorker
 
 log = structlog.get_logger("ailedger.supervisor")
 
@@ -44,7 +44,7 @@ def _worker_main(settings: WorkerSettings, burst: bool, handle_signals: bool) ->
     from worker.logs import configure_logging
 
     configure_logging()
-    worker = Worker(settings, burst=burst)
+    worker = ShardedWorker(settings, burst=burst)
     if handle_signals:
         install_stop_handlers(worker.stop)
     else:
@@ -59,7 +59,7 @@ def _worker_main(settings: WorkerSettings, burst: bool, handle_signals: bool) ->
         sys.exit(1)
 
 
-def _stop_when_orphaned(worker: Worker) -> None:
+def _stop_when_orphaned(worker: ShardedWorker) -> None:
     """A supervisor killed with SIGKILL cannot forward a stop: notice it from here."""
     parent = os.getppid()
     while not worker.stopping:
@@ -112,7 +112,7 @@ def run_workers(
 def _run_one(
     settings: WorkerSettings, burst: bool, handle_signals: bool, stop_event: threading.Event
 ) -> int:
-    worker = Worker(settings, burst=burst)
+    worker = ShardedWorker(settings, burst=burst)
     if handle_signals:
         install_stop_handlers(worker.stop)
 

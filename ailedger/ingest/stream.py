@@ -20,7 +20,8 @@ from fastapi import HTTPException
 
 from ailedger.ingest.tokens import Grant
 from producer.ids import new_event_id
-from producer.wire import encode_event, xadd_events
+from producer.shards import ShardedStream, wait_replicas
+from producer.wire import ReplicationTimeout, encode_event, xadd_events
 from worker.errors import AILedgerError
 from worker.event import Rejection, parse_payload
 
@@ -85,10 +86,18 @@ def admit(
 
 
 def write(client: redis.Redis, stream: str, payloads: list[bytes]) -> None:
-    """XADD every payload in one round trip; :class:`StreamUnavailable` unless all were taken."""
+    """XADD every payload in one round trip; :class:`StreamUnavailable` unless all were taken.
+
+    A sharded stream takes a request's events on one shard, picked by a hash of the
+    first, so that requests spread over the shards (``producer/shards.py``).
+    """
+    if not payloads:
+        return
     try:
-        xadd_events(client, stream, payloads)
-    except (redis.RedisError, OSError) as exc:
+        replicas, timeout_ms = wait_replicas()
+        shard = ShardedStream.for_client(client, stream).key_for(payloads[0])
+        xadd_events(client, shard, payloads, wait_replicas=replicas, wait_timeout_ms=timeout_ms)
+    except (redis.RedisError, OSError, ReplicationTimeout) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StreamUnavailable(
             f"Redis did not take the events ({first}); send the whole request again:"

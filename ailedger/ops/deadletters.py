@@ -17,6 +17,7 @@ import psycopg
 import redis
 
 from producer.constants import EVENT_FIELD, VERSION_FIELD, WIRE_VERSION, dead_letter_stream
+from producer.shards import ShardedStream
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +66,10 @@ def replay(
     *,
     stream_ids: list[str] | None = None,
 ) -> int:
-    """Put dead letters (given ids, or all not yet replayed) back on ``stream``; returns count."""
+    """Put dead letters (given ids, or all not yet replayed) back on ``stream``; returns count.
+
+    A sharded stream gets them spread over its shards, round robin.
+    """
     if stream_ids:
         rows = conn.execute(
             "SELECT stream_id, raw FROM ai_call_rejects WHERE stream_id = ANY(%s)", (stream_ids,)
@@ -82,9 +86,10 @@ def replay(
         ).fetchall()
     if not rows:
         return 0
+    shards = ShardedStream.for_client(client, stream)  # spread over the shards, as producers do
     pipe = client.pipeline(transaction=False)
     for _stream_id, raw in rows:
-        pipe.xadd(stream, {EVENT_FIELD: bytes(raw), VERSION_FIELD: WIRE_VERSION})
+        pipe.xadd(shards.next_key(), {EVENT_FIELD: bytes(raw), VERSION_FIELD: WIRE_VERSION})
     pipe.execute()
     # Marked after the XADD: a crash in between replays twice, which the event id absorbs.
     conn.execute(
@@ -101,7 +106,8 @@ def purge(
     cursor = conn.execute("DELETE FROM ai_call_rejects WHERE last_seen < NOW() - %s", (older_than,))
     # Stream ids start with their creation time in milliseconds.
     cutoff_ms = int((datetime.now().timestamp() - older_than.total_seconds()) * 1000)
-    client.xtrim(dead_letter_stream(stream), minid=f"{max(cutoff_ms, 0)}-0", approximate=False)
+    for key in ShardedStream.for_client(client, stream).keys:
+        client.xtrim(dead_letter_stream(key), minid=f"{max(cutoff_ms, 0)}-0", approximate=False)
     return cursor.rowcount
 
 

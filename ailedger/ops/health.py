@@ -13,12 +13,20 @@ import socket
 import redis
 
 from producer.constants import heartbeat_key, maintenance_queue
+from producer.shards import ShardedStream
 
 
 def workers_alive_here(client: redis.Redis, stream: str, host: str | None = None) -> int:
-    """How many workers on ``host`` (default: this one) have a live heartbeat on ``stream``."""
-    pattern = heartbeat_key(stream, f"{host or socket.gethostname()}-*")
-    return sum(1 for _ in client.scan_iter(match=pattern, count=1000))
+    """How many workers on ``host`` (default: this one) have a live heartbeat on ``stream``.
+
+    A worker reading a sharded stream beats on each shard, under one consumer name.
+    """
+    names = set()
+    for key in ShardedStream.for_client(client, stream).keys:
+        pattern = heartbeat_key(key, f"{host or socket.gethostname()}-*")
+        for found in client.scan_iter(match=pattern, count=1000):
+            names.add(bytes(found).rpartition(b":heartbeat:")[2])
+    return len(names)
 
 
 def jobs_workers_alive_here(client: redis.Redis, stream: str, host: str | None = None) -> int:

@@ -9,14 +9,14 @@ with the worker (``worker/metrics.py``); the CLI serves both on one port.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import redis
 import structlog
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ailedger.ops.status import queue_status
+from ailedger.ops.status import QueueStatus, queue_status
 from producer.connection import connect
 from worker.settings import WorkerSettings
 
@@ -55,31 +55,35 @@ class QueueCollector(Collector):
             return
         up.add_metric(values, 1)
         yield up
-        gauges = (
-            ("ailedger_stream_length_entries", "Entries in the stream.", status.length),
-            ("ailedger_stream_lag_entries", "Entries never delivered to a worker.", status.lag),
-            (
-                "ailedger_stream_pending_entries",
-                "Entries delivered to a worker and not yet acknowledged.",
-                status.pending,
-            ),
-            (
-                "ailedger_stream_oldest_pending_age_seconds",
-                "Age of the oldest unacknowledged entry (0 when none).",
-                status.oldest_pending_age_s or 0.0,
-            ),
-            (
-                "ailedger_dead_letter_entries",
-                "Entries in the dead-letter stream.",
-                status.dead_letter,
-            ),
-            (
-                "ailedger_workers_alive",
-                "Consumers with a fresh heartbeat.",
-                sum(1 for c in status.consumers if c.alive),
-            ),
-        )
-        for name, documentation, value in gauges:
+        # A sharded stream: one series per shard, told apart by a ``shard`` label.
+        parts = [(values, status)]
+        if status.shards:
+            labels = [*labels, "shard"]
+            parts = [([*values, str(i)], shard) for i, shard in enumerate(status.shards)]
+        for name, documentation, value in _GAUGES:
             family = GaugeMetricFamily(name, documentation, labels=labels)
-            family.add_metric(values, value)
+            for label_values, part in parts:
+                family.add_metric(label_values, value(part))
             yield family
+
+
+_GAUGES: tuple[tuple[str, str, Callable[[QueueStatus], float]], ...] = (
+    ("ailedger_stream_length_entries", "Entries in the stream.", lambda s: s.length),
+    ("ailedger_stream_lag_entries", "Entries never delivered to a worker.", lambda s: s.lag),
+    (
+        "ailedger_stream_pending_entries",
+        "Entries delivered to a worker and not yet acknowledged.",
+        lambda s: s.pending,
+    ),
+    (
+        "ailedger_stream_oldest_pending_age_seconds",
+        "Age of the oldest unacknowledged entry (0 when none).",
+        lambda s: s.oldest_pending_age_s or 0.0,
+    ),
+    ("ailedger_dead_letter_entries", "Entries in the dead-letter stream.", lambda s: s.dead_letter),
+    (
+        "ailedger_workers_alive",
+        "Consumers with a fresh heartbeat.",
+        lambda s: sum(1 for c in s.consumers if c.alive),
+    ),
+)

@@ -9,7 +9,7 @@ answer into an exit code, so the same check serves a terminal, cron and a probe.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -20,6 +20,7 @@ from rich.table import Table
 from producer.constants import dead_letter_stream, heartbeat_key
 from worker.heartbeat import Heartbeat
 from worker.settings import WorkerSettings
+from worker.shards import shard_keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,8 @@ class QueueStatus:
     problems: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     checked_at: float = field(default_factory=time.time)
+    #: Each shard's own status when the stream is sharded (the figures above are their sums).
+    shards: tuple[QueueStatus, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -94,6 +97,10 @@ class QueueStatus:
         data["warnings"] = list(self.warnings)
         data["ok"] = self.ok
         data["verdict"] = self.verdict
+        if self.shards:
+            data["shards"] = [shard.to_dict() for shard in self.shards]
+        else:
+            del data["shards"]  # unsharded: the same object as ever
         return data
 
 
@@ -171,9 +178,77 @@ def queue_status(
 ) -> QueueStatus:
     """Read the stream's depth, its consumers and their heartbeats; judge by ``thresholds``.
 
-    Raises ``redis.RedisError`` when Redis cannot be asked.
+    A sharded stream is read shard by shard: the answer sums them (the oldest pending
+    entry is the oldest of any shard) and lists each in ``shards``. Raises
+    ``redis.RedisError`` when Redis cannot be asked.
     """
-    stream, group = settings.stream, settings.group
+    keys = shard_keys(client, settings)
+    if len(keys) == 1:
+        return _shard_status(client, settings, keys[0], thresholds or Thresholds())
+    shards = tuple(_shard_status(client, settings, key, Thresholds()) for key in keys)
+    ages = [s.oldest_pending_age_s for s in shards if s.oldest_pending_age_s is not None]
+    lag, oldest = sum(s.lag for s in shards), max(ages) if ages else None
+    problems = _over_limits(lag, oldest, thresholds or Thresholds())
+    warnings: list[str] = []
+    for shard in shards:
+        problems += [f"{shard.stream}: {p}" for p in shard.problems]
+        warnings += [f"{shard.stream}: {w}" for w in shard.warnings]
+    return QueueStatus(
+        stream=settings.stream,
+        group=settings.group,
+        length=sum(s.length for s in shards),
+        lag=lag,
+        pending=sum(s.pending for s in shards),
+        oldest_pending_age_s=oldest,
+        dead_letter=sum(s.dead_letter for s in shards),
+        consumers=_merged_consumers(shards),
+        departed_consumers=sum(s.departed_consumers for s in shards),
+        problems=tuple(problems),
+        warnings=tuple(warnings),
+        checked_at=shards[0].checked_at,
+        shards=shards,
+    )
+
+
+def _merged_consumers(shards: tuple[QueueStatus, ...]) -> tuple[ConsumerStatus, ...]:
+    """One row per consumer name: a worker reads every shard under one name."""
+    merged: dict[str, ConsumerStatus] = {}
+    for shard in shards:
+        for c in shard.consumers:
+            seen = merged.get(c.name)
+            if seen is None:
+                merged[c.name] = c
+                continue
+            merged[c.name] = replace(
+                seen if seen.alive or not c.alive else c,
+                pending=seen.pending + c.pending,
+                idle_s=min(seen.idle_s, c.idle_s),
+                alive=seen.alive or c.alive,
+            )
+    return tuple(sorted(merged.values(), key=lambda c: (not c.alive, c.name)))
+
+
+def _over_limits(lag: int, oldest: float | None, limits: Thresholds) -> list[str]:
+    problems: list[str] = []
+    if limits.max_lag is not None and lag > limits.max_lag:
+        problems.append(f"lag {lag} exceeds --max-lag {limits.max_lag}")
+    if (
+        limits.max_pending_age_s is not None
+        and oldest is not None
+        and oldest > limits.max_pending_age_s
+    ):
+        problems.append(
+            f"oldest pending entry is {oldest:.0f}s old, over --max-pending-age "
+            f"{limits.max_pending_age_s:g}s"
+        )
+    return problems
+
+
+def _shard_status(
+    client: redis.Redis, settings: WorkerSettings, stream: str, limits: Thresholds
+) -> QueueStatus:
+    """The status of one stream (the whole stream, or one shard of it)."""
+    group = settings.group
     now = time.time()
     seconds, micros = client.time()
     redis_now_ms = seconds * 1000 + micros // 1000
@@ -196,20 +271,8 @@ def queue_status(
                 oldest = max(0.0, (redis_now_ms - _id_ms(summary["min"])) / 1000)
         consumers, departed = _consumers(client, stream, group, now)
 
-    problems: list[str] = []
+    problems = _over_limits(lag, oldest, limits)
     warnings: list[str] = []
-    limits = thresholds or Thresholds()
-    if limits.max_lag is not None and lag > limits.max_lag:
-        problems.append(f"lag {lag} exceeds --max-lag {limits.max_lag}")
-    if (
-        limits.max_pending_age_s is not None
-        and oldest is not None
-        and oldest > limits.max_pending_age_s
-    ):
-        problems.append(
-            f"oldest pending entry is {oldest:.0f}s old, over --max-pending-age "
-            f"{limits.max_pending_age_s:g}s"
-        )
     live = [c for c in consumers if c.alive]
     if lag + pending and not live:
         problems.append(f"no live worker while {lag + pending} entries wait")
@@ -301,7 +364,22 @@ def render_status(status: QueueStatus) -> Group:
         )
     if status.departed_consumers:
         consumers.caption = f"{status.departed_consumers} departed consumer(s) with nothing pending"
-    return Group(queue, consumers)
+    if not status.shards:
+        return Group(queue, consumers)
+    shards = Table(title="shards")
+    for column in ("shard", "length", "lag", "pending", "oldest pending", "dead", "live workers"):
+        shards.add_column(column, justify="left" if column == "shard" else "right")
+    for shard in status.shards:
+        shards.add_row(
+            shard.stream,
+            _count(shard.length),
+            _count(shard.lag),
+            _count(shard.pending),
+            _age(shard.oldest_pending_age_s),
+            _count(shard.dead_letter),
+            _count(sum(1 for c in shard.consumers if c.alive)),
+        )
+    return Group(queue, shards, consumers)
 
 
 def _down_text(value: object) -> str | None:
