@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ailedger.cli.spend import AsJson, DatabaseUrl, _database, _json, console
+from ailedger.cli.options import DatabaseUrl
+from ailedger.cli.spend import AsJson, _database, _json, console
 
 partitions_app = typer.Typer(
     help="Monthly partitions of ai_call_logs: create ahead, list.", no_args_is_help=True

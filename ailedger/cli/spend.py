@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ailedger.cli.options import DatabaseUrl
 from ailedger.settings import Settings
 
 console = Console()
@@ -26,9 +27,6 @@ alerts_app = typer.Typer(
 )
 retention_app = typer.Typer(help="Drop old payloads, raw rows, dead letters.", no_args_is_help=True)
 
-DatabaseUrl = Annotated[
-    str | None, typer.Option("--database-url", help="Postgres URL [env: AILEDGER_DATABASE_URL]")
-]
 AsJson = Annotated[bool, typer.Option("--json", help="JSON instead of a table")]
 
 
