@@ -436,7 +436,8 @@ class Sender:
             self.sent += len(batch)
             self.replayed_own += len(batch)
         if drained:
-            log.warning("ailedger sent everything it had spooled (%d events)", self.replayed)
+            # Info, not a warning: a burst spools too, and an outage already warned when it began.
+            log.info("ailedger sent everything it had spooled (%d events)", self.replayed)
 
     def _try_send(self, payloads: list[bytes]) -> bool:
         try:
