@@ -44,7 +44,9 @@ NO_USAGE = (
 CACHE_WRITE_1H = "The part of cache_write_tokens written to a 1-hour cache (priced higher)."
 
 
-class CallStats(BaseModel):
+class UsageFigures(BaseModel):
+    """What every group of calls is counted by: calls, tokens, cost, errors."""
+
     calls: int
     input_tokens: int = Field(description="All input, cache reads and writes included.")
     output_tokens: int
@@ -56,6 +58,9 @@ class CallStats(BaseModel):
     unpriced_calls: int = Field(description=UNPRICED)
     no_usage_calls: int = Field(description=NO_USAGE)
     errors: int
+
+
+class CallStats(UsageFigures):
     error_rate: float | None
     fallbacks: int
     fallback_rate: float | None
@@ -163,18 +168,7 @@ class JobCall(BaseModel):
     )
 
 
-class CostTotals(BaseModel):
-    calls: int
-    input_tokens: int = Field(description="All input, cache reads and writes included.")
-    output_tokens: int
-    cache_read_tokens: int
-    cache_write_tokens: int
-    cache_write_1h_tokens: int = Field(description=CACHE_WRITE_1H)
-    tokens: int = Field(description=TOKENS)
-    cost: Decimal | None = Field(description=COST)
-    unpriced_calls: int = Field(description=UNPRICED)
-    no_usage_calls: int = Field(description=NO_USAGE)
-    errors: int
+class CostTotals(UsageFigures):
     fallbacks: int
     latency_ms: int = Field(description="Sum of the calls' latencies.")
     first_call_at: datetime | None
