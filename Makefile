@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(BIN)/ailedger demo
 
-# The TypeScript producer's own tests, under Node, Deno and Bun.
+# The TypeScript producer's own tests, under Node, Deno, Bun and Cloudflare's workerd.
 TS_PRODUCER := producer-ts
 $(TS_PRODUCER)/node_modules/.installed: $(TS_PRODUCER)/package-lock.json
 	cd $(TS_PRODUCER) && npm ci --no-audit --no-fund --loglevel=error
@@ -27,6 +27,7 @@ test: $(VENV)/.installed $(TS_PRODUCER)/node_modules/.installed
 	cd $(TS_PRODUCER) && AILEDGER_PYTHON=$(abspath $(BIN))/python npm test --silent
 	cd $(TS_PRODUCER) && AILEDGER_PYTHON=$(abspath $(BIN))/python npm run --silent test:deno
 	cd $(TS_PRODUCER) && AILEDGER_PYTHON=$(abspath $(BIN))/python npm run --silent test:bun
+	cd $(TS_PRODUCER) && npm run --silent test:workers
 
 lint: $(VENV)/.installed $(TS_PRODUCER)/node_modules/.installed
 	$(BIN)/ruff check producer worker ailedger tests bench

@@ -499,6 +499,9 @@ const exitRefs = new WeakMap<AICallLogger, WeakRef<AICallLogger>>();
 let exitHookArmed = false;
 
 function watchExit(logger: AICallLogger): void {
+  // Cloudflare Workers have no WeakRef, and no process exit either: there, flush() goes to
+  // ctx.waitUntil().
+  if (typeof WeakRef === "undefined") return;
   const ref = new WeakRef(logger);
   exitRefs.set(logger, ref);
   exitFlush.add(ref);
