@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile-events", type=int, help="events for the profile (0: skip)")
     parser.add_argument("--rate", type=float, default=10_000, help="log() calls/s (paced)")
     parser.add_argument("--processes", default="1,2", help="worker process counts, comma-separated")
-    parser.add_argument("--batch-size", type=int, default=500, help="worker batch size")
+    parser.add_argument("--batch-size", type=int, default=2000, help="worker batch size")
     parser.add_argument("--repeat", type=int, default=1, help="runs; figures are medians")
     parser.add_argument(
         "--only",

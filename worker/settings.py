@@ -103,7 +103,7 @@ class WorkerSettings(BaseSettings):
     shards: str | None = None
 
     # Consumer loop.
-    batch_size: int = Field(default=500, ge=1, le=50_000)
+    batch_size: int = Field(default=2000, ge=1, le=50_000)
     block_ms: int = Field(default=1_000, ge=1)
     claim_idle_ms: int = Field(default=60_000, ge=1)
     claim_every_s: float = Field(default=5.0, gt=0)
