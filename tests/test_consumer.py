@@ -61,7 +61,7 @@ class PoisonedPrices(PriceBook):
         return Priced(Decimal("0.001"), "catalog")
 
     def price_batch(self, events: Any) -> list[Priced]:
-        return [self.price(e.provider, e.model, e.timestamp) for e in events]
+        return [self.price(e.get("provider"), e["model"], e["timestamp"]) for e in events]
 
 
 def test_an_entry_that_keeps_failing_is_dead_lettered_after_the_limit(

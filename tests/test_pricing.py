@@ -235,13 +235,13 @@ def test_common_models_are_priced_from_flat_rates() -> None:
 
 
 def test_price_batch_reads_the_event_fields() -> None:
-    from worker.event import CallEvent
+    from worker.event import EVENT, CallEvent
 
     override = Override("", "vision-ft", None, input_mtok=Decimal("2"), per_image=Decimal("0.01"))
     book = PriceBook(lambda: [override])
 
     def event(**fields: Any) -> CallEvent:
-        return CallEvent.model_validate(
+        return EVENT.validate_python(
             {"id": str(uuid.uuid4()), "timestamp": JUNE_2025.isoformat(), "task": "t", **fields}
         )
 

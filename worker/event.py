@@ -15,21 +15,23 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Required
 from uuid import UUID
 
 import orjson
 from pydantic import (
+    AfterValidator,
     AliasChoices,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     PlainValidator,
     StringConstraints,
+    TypeAdapter,
     ValidationError,
-    field_validator,
+    with_config,
 )
+from typing_extensions import TypedDict
 
 from producer.redact import repair_text, repair_unicode
 
@@ -56,9 +58,9 @@ def _not_a_boolean(value: Any) -> Any:
 Count = Annotated[int, BeforeValidator(_not_a_boolean), Field(ge=0, le=INT32_MAX, strict=False)]
 
 
-def _job_ref(value: Any) -> UUID | str:
+def _job_ref(value: Any) -> UUID | str | None:
     """A job as the service named it: a UUID, or a key (an integer or a string)."""
-    if isinstance(value, UUID):
+    if value is None or isinstance(value, UUID):
         return value
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError("must be a UUID, an integer or a string")
@@ -83,105 +85,121 @@ def _integer_as_text(value: Any) -> Any:
 
 
 #: A job's UUID, or its key as given (``worker.prepare`` derives the UUID, producer/jobs.py).
-JobRef = Annotated[UUID | str, PlainValidator(_job_ref)]
+JobRef = Annotated[UUID | str | None, PlainValidator(_job_ref)]
 
 
-def _alias(name: str, *others: str) -> Any:
-    return Field(default=None, validation_alias=AliasChoices(name, *others))
+def _epoch_seconds(value: Any) -> Any:
+    """A number is seconds since the epoch (pydantic alone would read a large one as ms)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError("timestamp must be a finite number of seconds since the epoch")
+        try:
+            return datetime.fromtimestamp(value, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"timestamp {value!r} is outside any plausible date") from None
+    return value
 
 
-class CallEvent(BaseModel):
-    """One AI call, validated. Accepts OpenTelemetry GenAI names as aliases."""
+def _plausible_time(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    if value < OLDEST_TIMESTAMP:
+        raise ValueError(
+            f"timestamp {value.isoformat()} is before 2015; check the producer's clock or units"
+        )
+    if value > datetime.now(UTC) + MAX_CLOCK_SKEW:
+        raise ValueError(
+            f"timestamp {value.isoformat()} is more than a day in the future;"
+            " check the producer's clock"
+        )
+    return value
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    id: UUID
-    timestamp: datetime
-    task: Name = Field(validation_alias=AliasChoices("task", "gen_ai.operation.name"))
-    model: Name = Field(
-        validation_alias=AliasChoices("model", "gen_ai.request.model", "gen_ai.response.model")
-    )
-    job_id: JobRef | None = None
-    provider: Name | None = _alias("provider", "gen_ai.provider.name", "gen_ai.system")
-    input_tokens: Count | None = _alias("input_tokens", "gen_ai.usage.input_tokens")
-    output_tokens: Count | None = _alias("output_tokens", "gen_ai.usage.output_tokens")
-    cache_read_tokens: Count | None = _alias(
-        "cache_read_tokens",
+def _finite_number(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return Decimal(repr(value))
+    return value
+
+
+def _scores_in_range(value: dict[str, float]) -> dict[str, float]:
+    for name, score in value.items():
+        if not math.isfinite(score) or not 0 <= score <= 1:
+            raise ValueError(f"score {name!r}={score!r} must be between 0 and 1")
+    return value
+
+
+#: Other names workers accept for a field: OpenTelemetry GenAI's.
+ALIASES: dict[str, tuple[str, ...]] = {
+    "task": ("gen_ai.operation.name",),
+    "model": ("gen_ai.request.model", "gen_ai.response.model"),
+    "provider": ("gen_ai.provider.name", "gen_ai.system"),
+    "input_tokens": ("gen_ai.usage.input_tokens",),
+    "output_tokens": ("gen_ai.usage.output_tokens",),
+    "cache_read_tokens": (
         "gen_ai.usage.cache_read.input_tokens",
         "gen_ai.usage.cache_read_input_tokens",
-    )
-    cache_write_tokens: Count | None = _alias(
-        "cache_write_tokens",
+    ),
+    "cache_write_tokens": (
         "gen_ai.usage.cache_creation.input_tokens",
         "gen_ai.usage.cache_creation_input_tokens",
-    )
+    ),
+}
+
+
+def _also(name: str) -> Any:
+    return Field(validation_alias=AliasChoices(name, *ALIASES[name]))
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_epoch_seconds), AfterValidator(_plausible_time)]
+Cost = Annotated[Decimal, BeforeValidator(_finite_number), Field(ge=0, lt=1_000_000)]
+Score = Annotated[Decimal, BeforeValidator(_finite_number), Field(ge=0, le=1)]
+ImageId = Annotated[str, BeforeValidator(_integer_as_text), StringConstraints(max_length=MAX_KEY)]
+Breakdown = Annotated[dict[str, float], AfterValidator(_scores_in_range)]
+
+
+@with_config(ConfigDict(extra="ignore", populate_by_name=True))
+class CallEvent(TypedDict, total=False):
+    """One AI call, validated: only the fields the event carried are present.
+
+    A typed dict, not a model: validating an event is the worker's hottest step, and
+    pydantic fills a dict several times faster than it builds a model instance.
+    """
+
+    id: Required[UUID]
+    timestamp: Required[Timestamp]
+    task: Required[Annotated[Name, _also("task")]]
+    model: Required[Annotated[Name, _also("model")]]
+    job_id: JobRef
+    provider: Annotated[Name | None, _also("provider")]
+    input_tokens: Annotated[Count | None, _also("input_tokens")]
+    output_tokens: Annotated[Count | None, _also("output_tokens")]
+    cache_read_tokens: Annotated[Count | None, _also("cache_read_tokens")]
+    cache_write_tokens: Annotated[Count | None, _also("cache_write_tokens")]
     #: The part of cache_write_tokens written to a 1-hour cache (Anthropic's ``ttl: 1h``).
-    cache_write_1h_tokens: Count | None = None
-    latency_ms: Count | None = None
-    cost: Decimal | None = Field(default=None, ge=0, lt=Decimal("1000000"))
-    action: Literal["use_ai_result", "fallback_to_rules"] | None = None
+    cache_write_1h_tokens: Count | None
+    latency_ms: Count | None
+    cost: Cost | None
+    action: Literal["use_ai_result", "fallback_to_rules"] | None
     # Soft fields: a bad value is dropped with a note instead of rejecting the call.
-    image_id: (
-        Annotated[str, BeforeValidator(_integer_as_text), StringConstraints(max_length=MAX_KEY)]
-        | None
-    ) = None
+    image_id: ImageId | None
     #: The service that made the call (an ingest token bound to a service sets it).
-    service: Name | None = None
-    confidence_score: Decimal | None = Field(default=None, ge=0, le=1)
-    confidence_breakdown: dict[str, float] | None = None
-    fallback_reason: str | None = None
-    error_message: str | None = None
-    request_data: dict[str, Any] | None = None
-    response_data: dict[str, Any] | None = None
+    service: Name | None
+    confidence_score: Score | None
+    confidence_breakdown: Breakdown | None
+    fallback_reason: str | None
+    error_message: str | None
+    request_data: dict[str, Any] | None
+    response_data: dict[str, Any] | None
 
-    @field_validator("timestamp", mode="before")
-    @classmethod
-    def _epoch_seconds(cls, value: Any) -> Any:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                raise ValueError("timestamp must be a finite number of seconds since the epoch")
-            try:
-                return datetime.fromtimestamp(value, tz=UTC)
-            except (OverflowError, OSError, ValueError):
-                raise ValueError(f"timestamp {value!r} is outside any plausible date") from None
-        return value
 
-    @field_validator("timestamp")
-    @classmethod
-    def _plausible_time(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        if value < OLDEST_TIMESTAMP:
-            raise ValueError(
-                f"timestamp {value.isoformat()} is before 2015; check the producer's clock or units"
-            )
-        if value > datetime.now(UTC) + MAX_CLOCK_SKEW:
-            raise ValueError(
-                f"timestamp {value.isoformat()} is more than a day in the future;"
-                " check the producer's clock"
-            )
-        return value
-
-    @field_validator("cost", "confidence_score", mode="before")
-    @classmethod
-    def _finite_number(cls, value: Any) -> Any:
-        if isinstance(value, bool):
-            raise ValueError("must be a number, not a boolean")
-        if isinstance(value, float):
-            if not math.isfinite(value):
-                raise ValueError("must be a finite number")
-            return Decimal(repr(value))
-        return value
-
-    @field_validator("confidence_breakdown")
-    @classmethod
-    def _scores_in_range(cls, value: dict[str, float] | None) -> dict[str, float] | None:
-        if value is None:
-            return None
-        for name, score in value.items():
-            if not math.isfinite(score) or not 0 <= score <= 1:
-                raise ValueError(f"score {name!r}={score!r} must be between 0 and 1")
-        return value
+#: Validates one decoded event into a :class:`CallEvent`.
+EVENT = TypeAdapter(CallEvent)
+#: Every field an event may carry, by its own name.
+EVENT_FIELDS: frozenset[str] = frozenset(CallEvent.__annotations__)
 
 
 #: Fields whose failure drops only the field, not the event.
@@ -287,21 +305,22 @@ def _without_non_finite(value: Any) -> tuple[Any, bool]:
 def _clean_text(event: CallEvent, notes: dict[str, str]) -> None:
     """Long text is capped, and noted on the row (NULs went before validation)."""
     for name in _TEXT_FIELDS:
-        value = getattr(event, name)
-        if value is not None and len(value) > MAX_TEXT:
-            object.__setattr__(event, name, value[:MAX_TEXT])
+        value = event.get(name)
+        if isinstance(value, str) and len(value) > MAX_TEXT:
+            event[name] = value[:MAX_TEXT]  # type: ignore[literal-required]
             notes[name] = f"truncated to {MAX_TEXT} characters"
 
 
 def _cache_write_total(event: CallEvent, notes: dict[str, str]) -> None:
     """cache_write_tokens counts every cache write, 1-hour ones included."""
-    one_hour = event.cache_write_1h_tokens
-    if one_hour is not None and (event.cache_write_tokens or 0) < one_hour:
-        if event.cache_write_tokens is not None:
+    one_hour = event.get("cache_write_1h_tokens")
+    written = event.get("cache_write_tokens")
+    if one_hour is not None and (written or 0) < one_hour:
+        if written is not None:
             notes["cache_write_tokens"] = (
-                f"raised from {event.cache_write_tokens} to the {one_hour} 1-hour cache writes"
+                f"raised from {written} to the {one_hour} 1-hour cache writes"
             )
-        object.__setattr__(event, "cache_write_tokens", one_hour)
+        event["cache_write_tokens"] = one_hour
 
 
 def _clean_json(event: CallEvent, notes: dict[str, str]) -> dict[str, str]:
@@ -311,7 +330,7 @@ def _clean_json(event: CallEvent, notes: dict[str, str]) -> dict[str, str]:
     """
     texts: dict[str, str] = {}
     for name in _JSON_FIELDS:
-        value = getattr(event, name)
+        value = event.get(name)
         if value is None:
             continue
         try:
@@ -324,25 +343,32 @@ def _clean_json(event: CallEvent, notes: dict[str, str]) -> dict[str, str]:
             encoded = encoded.replace(b"\\u0000", b"")
             notes[name] = "NUL characters removed"
         if len(encoded) > MAX_JSON_BYTES:
-            object.__setattr__(event, name, None)
+            event[name] = None  # type: ignore[literal-required]
             notes[name] = f"dropped: {len(encoded)} bytes is over the {MAX_JSON_BYTES}-byte cap"
             continue
         if name in notes:
-            object.__setattr__(event, name, orjson.loads(encoded))
+            event[name] = orjson.loads(encoded)  # type: ignore[literal-required]
         texts[name] = encoded.decode()
     return texts
 
 
-def parse_payload(payload: Any, *, lenient_json: bool = False) -> ParsedEvent | Rejection:
+def parse_payload(
+    payload: Any, *, lenient_json: bool = False, raw: bytes | None = None
+) -> ParsedEvent | Rejection:
     """Validate one decoded event object.
 
     ``lenient_json``: the payload was decoded by the fallback parser, so it may hold
     NaN or infinities; in the JSON payload fields those become null, noted.
+    ``raw``: the JSON text the payload was decoded from, when there was one. Checks
+    it proves needless (no ``\\u0000`` escape, so no NUL; too short for any text to be
+    over the cap) are skipped.
     """
     if not isinstance(payload, dict):
         return Rejection(f"event must be a JSON object, got {type(payload).__name__}")
     notes: dict[str, str] = {}
-    payload = _clean_top_level(payload, notes, surrogates=lenient_json)
+    maybe_nul = raw is None or b"\\u0000" in raw
+    if maybe_nul or lenient_json:
+        payload = _clean_top_level(payload, notes, surrogates=lenient_json)
     if lenient_json:
         for name in _JSON_FIELDS:
             if isinstance(payload.get(name), dict):
@@ -351,7 +377,7 @@ def parse_payload(payload: Any, *, lenient_json: bool = False) -> ParsedEvent | 
                     payload = {**payload, name: value}
                     notes[name] = "NaN or infinite numbers stored as null"
     try:
-        event = CallEvent.model_validate(payload)
+        event = EVENT.validate_python(payload)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         hard = [e for e in errors if not e["loc"] or e["loc"][0] not in SOFT_FIELDS]
@@ -363,13 +389,15 @@ def parse_payload(payload: Any, *, lenient_json: bool = False) -> ParsedEvent | 
             name = str(error["loc"][0])
             payload.pop(name, None)
             notes[name] = f"dropped: {_describe(error)}"
-        event = CallEvent.model_validate(payload)
+        event = EVENT.validate_python(payload)
     encode_error = payload.get("_encode_error")
     if isinstance(encode_error, str):
         notes["producer"] = f"fields the producer could not encode were left out: {encode_error}"
-    _clean_text(event, notes)
-    _cache_write_total(event, notes)
-    texts = _clean_json(event, notes)
+    if raw is None or len(raw) > MAX_TEXT:
+        _clean_text(event, notes)
+    if "cache_write_1h_tokens" in event:
+        _cache_write_total(event, notes)
+    texts = _clean_json(event, notes) if "request_data" in event or "response_data" in event else {}
     return ParsedEvent(event, notes, texts)
 
 
@@ -382,7 +410,7 @@ def parse_entry(fields: dict[bytes, bytes]) -> ParsedEvent | Rejection:
         names = ", ".join(sorted(k.decode("utf-8", "replace") for k in fields)) or "none"
         return Rejection(f"stream entry has no {EVENT_FIELD.decode()!r} field (fields: {names})")
     try:
-        return parse_payload(orjson.loads(raw))
+        return parse_payload(orjson.loads(raw), raw=raw)
     except orjson.JSONDecodeError as exc:
         error = exc
     try:

@@ -74,71 +74,82 @@ def prepare_batch(
                 )
             )
             continue
-        if result.event.id in seen:
+        event_id = result.event["id"]
+        if event_id in seen:
             continue  # the same event sent twice in one batch: the table keeps one
-        seen.add(result.event.id)
+        seen.add(event_id)
         parsed.append((result, stream_id, fields))
 
     prices = pricebook.price_batch([p.event for p, _, _ in parsed])
     weights = settings.confidence_weights
+    rows = batch.rows
     for (item, stream_id, fields), priced in zip(parsed, prices, strict=True):
         event = item.event
-        if priced.cost is not None and priced.cost >= MAX_CALL_COST:
+
+        cost = priced.cost
+        if cost is not None and cost >= MAX_CALL_COST:
             batch.rejects.append(
                 Reject(
                     stream_id=stream_id.decode(),
                     reason=(
-                        f"computed cost ${priced.cost:,.2f} for one call is not plausible"
-                        f" ({event.input_tokens} input, {event.output_tokens} output tokens"
-                        f" of {event.model}); check the token counts the service sent"
+                        f"computed cost ${cost:,.2f} for one call is not plausible"
+                        f" ({event.get('input_tokens')} input,"
+                        f" {event.get('output_tokens')} output tokens"
+                        f" of {event['model']}); check the token counts the service sent"
                     ),
                     raw=raw_payload(fields),
-                    event_id=str(event.id),
+                    event_id=str(event["id"]),
                     delivery_count=(delivery_counts or {}).get(stream_id, 1),
                 )
             )
             continue
         batch.sources.append((stream_id, raw_payload(fields)))
-        score = event.confidence_score
-        if score is None:
-            score = confidence_score(event.confidence_breakdown, weights)
-        action: str | None = event.action
-        reason = event.fallback_reason
+        breakdown = event.get("confidence_breakdown")
+        score = event.get("confidence_score")
+        if score is None and breakdown:
+            score = confidence_score(breakdown, weights)
+        error = event.get("error_message")
+        action: str | None = event.get("action")
+        reason = event.get("fallback_reason")
         if action is None:
+            task = event["task"]
             action, derived = decide_action(
-                score, error=event.error_message, threshold=settings.threshold_for(event.task)
+                score, error=error, threshold=settings.threshold_for(task)
             )
             reason = reason or derived
-        if priced.cost is None:
+        if cost is None:
             batch.unpriced += 1
-        job_id, job_key = (None, None) if event.job_id is None else job_uuid(event.job_id)
-        batch.rows.append(
+        job = event.get("job_id")
+        job_id, job_key = (None, None) if job is None else job_uuid(job)
+        texts = item.json
+        # Positional, in Row's (the table's) column order: the hot path of every batch.
+        rows.append(
             Row(
-                id=str(event.id),
-                timestamp=event.timestamp,
-                job_id=None if job_id is None else str(job_id),
-                job_key=job_key,
-                task=event.task,
-                model=event.model,
-                provider=event.provider,
-                input_tokens=event.input_tokens,
-                output_tokens=event.output_tokens,
-                cache_read_tokens=event.cache_read_tokens,
-                cache_write_tokens=event.cache_write_tokens,
-                cache_write_1h_tokens=event.cache_write_1h_tokens,
-                image_id=event.image_id,
-                cost=priced.cost,
-                cost_source=priced.source,
-                latency_ms=event.latency_ms,
-                confidence_score=score,
-                confidence_breakdown=_json(event.confidence_breakdown),
-                action=action,
-                fallback_reason=reason,
-                request_data=item.json.get("request_data"),
-                response_data=item.json.get("response_data"),
-                error_message=event.error_message,
-                ingest_notes=_json(item.notes or None),
-                service=event.service,
+                str(event["id"]),
+                event["timestamp"],
+                None if job_id is None else str(job_id),
+                job_key,
+                event["task"],
+                event["model"],
+                event.get("provider"),
+                event.get("input_tokens"),
+                event.get("output_tokens"),
+                event.get("cache_read_tokens"),
+                event.get("cache_write_tokens"),
+                event.get("cache_write_1h_tokens"),
+                event.get("image_id"),
+                cost,
+                priced.source,
+                event.get("latency_ms"),
+                score,
+                None if breakdown is None else orjson.dumps(breakdown).decode(),
+                action,
+                reason,
+                texts.get("request_data") if texts else None,
+                texts.get("response_data") if texts else None,
+                error,
+                _json(item.notes) if item.notes else None,
+                event.get("service"),
             )
         )
     return batch

@@ -305,19 +305,20 @@ class PriceBook:
 
     def price_batch(self, events: Sequence[CallEvent]) -> list[Priced]:
         """Price validated events, in order."""
+        price = self.price
         return [
-            self.price(
-                e.provider,
-                e.model,
-                e.timestamp,
-                input_tokens=e.input_tokens,
-                output_tokens=e.output_tokens,
-                cache_read_tokens=e.cache_read_tokens,
-                cache_write_tokens=e.cache_write_tokens,
-                cache_write_1h_tokens=e.cache_write_1h_tokens,
-                has_image=e.image_id is not None,
-                failed=e.error_message is not None,
-                reported_cost=e.cost,
+            price(
+                e.get("provider"),
+                e["model"],
+                e["timestamp"],
+                input_tokens=e.get("input_tokens"),
+                output_tokens=e.get("output_tokens"),
+                cache_read_tokens=e.get("cache_read_tokens"),
+                cache_write_tokens=e.get("cache_write_tokens"),
+                cache_write_1h_tokens=e.get("cache_write_1h_tokens"),
+                has_image=e.get("image_id") is not None,
+                failed=e.get("error_message") is not None,
+                reported_cost=e.get("cost"),
             )
             for e in events
         ]

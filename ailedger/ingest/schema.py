@@ -12,9 +12,7 @@ import json
 import sys
 from typing import Any
 
-from pydantic import AliasChoices
-
-from worker.event import SOFT_FIELDS, CallEvent
+from worker.event import ALIASES, EVENT, SOFT_FIELDS
 
 SCHEMA_ID = "https://ailedger.dev/contract/event.schema.json"
 
@@ -63,16 +61,13 @@ def _json_schema_keywords(node: Any) -> Any:
 
 def event_schema() -> dict[str, Any]:
     """The JSON Schema of one event, as workers validate it."""
-    generated = _json_schema_keywords(CallEvent.model_json_schema(mode="validation"))
+    generated = _json_schema_keywords(EVENT.json_schema(mode="validation"))
     properties: dict[str, Any] = {}
     for name, prop in generated["properties"].items():
         prop.pop("title", None)
         prop = {"description": DESCRIPTIONS[name], **prop}
-        alias = CallEvent.model_fields[name].validation_alias
-        if isinstance(alias, AliasChoices):
-            others = [str(choice) for choice in alias.choices if choice != name]
-            if others:
-                prop["x-aliases"] = others
+        if name in ALIASES:
+            prop["x-aliases"] = list(ALIASES[name])
         if name in SOFT_FIELDS:
             prop["x-soft"] = True
         properties[name] = prop

@@ -34,7 +34,7 @@ import orjson
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from worker.event import CallEvent
+from worker.event import EVENT_FIELDS
 
 #: Fixed for ever: the namespace of span-derived event ids (uuid5 of trace id + span id).
 SPAN_NAMESPACE = uuid.UUID("26db2fb7-0ac1-5f72-ae70-59ba3540ef45")
@@ -56,7 +56,6 @@ _USAGE = {
     ),
 }
 _JSON_FIELDS = {"request_data", "response_data", "confidence_breakdown"}
-_EVENT_FIELDS = frozenset(CallEvent.model_fields)
 
 
 class SpanFormatError(ValueError):
@@ -295,7 +294,7 @@ def span_to_event(span: SpanView) -> dict[str, Any]:
         name = key[len("ailedger.") :]
         if name.startswith("confidence."):
             breakdown[name[len("confidence.") :]] = value
-        elif name in _EVENT_FIELDS and name != "id":
+        elif name in EVENT_FIELDS and name != "id":
             if name in _JSON_FIELDS and isinstance(value, str):
                 with contextlib.suppress(orjson.JSONDecodeError):  # else the worker notes it
                     value = orjson.loads(value)
