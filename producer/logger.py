@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from producer.backoff import Backoff
 from producer.constants import DEFAULT_STREAM
 from producer.context import current_job_id
-from producer.ids import new_event_id
+from producer.ids import take_event_id
 from producer.sender import STOP, FlushMarker, Sender
 from producer.spool import DEFAULT_MAX_BYTES, default_spool_dir, has_segments
 from producer.wire import spill_batch
@@ -165,7 +165,7 @@ class AICallLogger:
         try:
             event_id = fields.get("id")
             if event_id is None:
-                event_id = fields["id"] = new_event_id()
+                event_id = fields["id"] = take_event_id()
             fields["_logged_at"] = time.time()
             if "job_id" not in fields:
                 job_id = current_job_id()

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from producer.backoff import Backoff
 from producer.connection import connect
+from producer.ids import make_ahead
 from producer.replay import head_batch
 from producer.shards import ShardedStream, wait_replicas
 from producer.spool import DiskSpool, MemorySpool, Spool
@@ -236,6 +237,7 @@ class Sender:
             and not self._buffer
             and (spool.empty or time.monotonic() < self.retry_at)
         ):
+            make_ahead()  # ids for the next calls, while there is nothing to send
             with self._unlocked():
                 self._wake.wait(self._owner.flush_interval)
             self._wake.clear()

@@ -3,7 +3,7 @@ from __future__ import annotations
 import os
 import uuid
 
-from producer.ids import new_event_id
+from producer.ids import POOL_SIZE, make_ahead, new_event_id, take_event_id
 
 
 def test_ids_are_valid_version_4_uuids_and_unique() -> None:
@@ -26,3 +26,24 @@ def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
     assert child != new_event_id()
     os.close(read)
     os.close(write)
+
+
+def test_ids_made_ahead_are_unique_and_a_forked_child_does_not_take_its_parents() -> None:
+    make_ahead(limit=POOL_SIZE)
+    ahead = [take_event_id() for _ in range(POOL_SIZE)]
+    made = [take_event_id() for _ in range(100)]  # the pool is empty: made on the spot
+    assert len(set(ahead + made)) == POOL_SIZE + 100
+    assert all(uuid.UUID(text).version == 4 for text in ahead[:100] + made)
+
+    make_ahead(limit=10)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, take_event_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    parents = {take_event_id() for _ in range(10)}
+    assert child not in parents
