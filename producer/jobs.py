@@ -9,6 +9,7 @@ and a service all find the same job from the same key, in any language:
 
 from __future__ import annotations
 
+import re
 from uuid import UUID, uuid5
 
 #: The namespace of derived job UUIDs: ``uuid5(NAMESPACE_URL, "ailedger:job")``. Fixed
@@ -34,3 +35,19 @@ def job_uuid(key: object) -> tuple[UUID, str | None]:
         except ValueError:
             pass
     return uuid5(JOB_KEY_NAMESPACE, text), text
+
+
+#: A UUID as ``str(UUID(...))`` writes it.
+CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def job_id_text(key: object) -> tuple[str, str | None]:
+    """``job_uuid`` as text: ``(the job UUID's canonical text, key)``.
+
+    A key that is a UUID in canonical text already (what producers send) is its own
+    text: nothing is parsed or formatted.
+    """
+    if isinstance(key, str) and CANONICAL_UUID.fullmatch(key):
+        return key, None
+    job, text = job_uuid(key)
+    return str(job), text

@@ -57,11 +57,18 @@ def confidence_score(
     total = Decimal(0)
     weight_sum = Decimal(0)
     for name, weight in weights.items():
-        if name not in breakdown or weight <= 0:
+        raw = breakdown.get(name)
+        if raw is None or weight <= 0:
             continue
-        value = _as_decimal(breakdown[name])
-        if value is None:
-            continue
+        if type(raw) is float:  # the common case, checked inline: NaN fails both bounds
+            if not 0.0 <= raw <= 1.0:
+                continue
+            value = _float_decimal(raw)
+        else:
+            number = _as_decimal(raw)
+            if number is None:
+                continue
+            value = number
         total += value * weight
         weight_sum += weight
     if weight_sum == 0:

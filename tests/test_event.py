@@ -126,3 +126,15 @@ def test_rejection_keeps_the_event_id_when_there_is_one() -> None:
 def test_raw_entry_from_the_wire() -> None:
     payload = orjson.dumps(event())
     assert isinstance(parse_entry({EVENT_FIELD: payload, b"v": b"1"}), ParsedEvent)
+
+
+@pytest.mark.parametrize("name", ["job_id", "image_id"])
+def test_an_integer_key_past_64_bits_keeps_every_digit(name: str) -> None:
+    huge = -9223372036854775809  # one past the smallest 64-bit integer
+    raw = (
+        b'{"id": "2b2a16ed-8015-4d9a-82de-ab3c169827e0", "timestamp": "2026-01-02T00:00:00Z",'
+        b' "task": "t", "model": "m", "%s": %d}' % (name.encode(), huge)
+    )
+    parsed = parse_entry({EVENT_FIELD: raw})
+    assert isinstance(parsed, ParsedEvent) and not parsed.notes
+    assert str(parsed.event[name]) == str(huge)  # type: ignore[literal-required]

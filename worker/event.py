@@ -33,6 +33,7 @@ from pydantic import (
 )
 from typing_extensions import TypedDict
 
+from producer.jobs import CANONICAL_UUID
 from producer.redact import repair_text, repair_unicode
 
 INT32_MAX = 2**31 - 1
@@ -66,6 +67,8 @@ def _job_ref(value: Any) -> UUID | str | None:
         raise ValueError("must be a UUID, an integer or a string")
     text = str(value)
     if isinstance(value, str):
+        if CANONICAL_UUID.fullmatch(text):
+            return text  # a UUID already in its stored form (producer/jobs.job_id_text)
         try:
             return UUID(text)
         except ValueError:
@@ -410,9 +413,18 @@ def parse_entry(fields: dict[bytes, bytes]) -> ParsedEvent | Rejection:
         names = ", ".join(sorted(k.decode("utf-8", "replace") for k in fields)) or "none"
         return Rejection(f"stream entry has no {EVENT_FIELD.decode()!r} field (fields: {names})")
     try:
-        return parse_payload(orjson.loads(raw), raw=raw)
+        payload = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         error = exc
+    else:
+        if isinstance(payload, dict) and float in (
+            type(payload.get("job_id")),
+            type(payload.get("image_id")),
+        ):
+            # orjson reads an integer past 64 bits as a float, losing digits; as a job
+            # key or an image id its digits are the point: read it exactly.
+            payload = json.loads(raw)
+        return parse_payload(payload, raw=raw)
     try:
         # Python's own json module (and so many producers) writes NaN and Infinity, and
         # lone surrogates are legal JSON escapes: accept them here, clean them per field.

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from producer.jobs import job_uuid
+from producer.jobs import job_id_text
 from producer.scoring import confidence_score, decide_action
 from worker.event import ParsedEvent, Rejection, parse_entry
 from worker.pricing import PriceBook
@@ -120,14 +120,14 @@ def prepare_batch(
         if cost is None:
             batch.unpriced += 1
         job = event.get("job_id")
-        job_id, job_key = (None, None) if job is None else job_uuid(job)
+        job_id, job_key = (None, None) if job is None else job_id_text(job)
         texts = item.json
         # Positional, in Row's (the table's) column order: the hot path of every batch.
         rows.append(
             Row(
                 str(event["id"]),
                 event["timestamp"],
-                None if job_id is None else str(job_id),
+                job_id,
                 job_key,
                 event["task"],
                 event["model"],
