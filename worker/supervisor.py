@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import multiprocessing as mp
+import multiprocessing.connection as mp_connection
 import os
 import signal
 import sys
@@ -192,5 +193,6 @@ def _run_processes(
                     spawn(slot)
                 else:
                     exit_code = 1
-        stop_event.wait(0.2)
+        # Woken by a child's exit as well as by the stop event's poll.
+        mp_connection.wait([proc.sentinel for proc in children.values()], timeout=0.2)
     return exit_code
