@@ -224,7 +224,13 @@ class BatchWriter:
 
     def _client(self) -> redis.Redis:
         if self._redis is None:
-            self._redis = connect(self.settings.redis_url, socket_timeout=10, connect_timeout=5)
+            self._redis = connect(
+                self.settings.redis_url,
+                socket_timeout=10,
+                connect_timeout=5,
+                cluster=self.settings.redis_cluster,
+                strict=True,  # as the reading loop's: an XACK must reach the shard's node
+            )
         return self._redis
 
     def _forget_redis(self) -> None:
