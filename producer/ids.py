@@ -36,10 +36,12 @@ _CHUNK = 64
 
 def take_event_id() -> str:
     """An id made ahead, or a new one when none is left (the caller's side)."""
-    try:
-        return _pool.popleft()
-    except IndexError:
-        return new_event_id()
+    if _pool:  # checked first: raising IndexError on an empty pool costs more than an id
+        try:
+            return _pool.popleft()
+        except IndexError:  # another thread took the last one meanwhile
+            pass
+    return new_event_id()
 
 
 def make_ahead(limit: int = 1024) -> None:
