@@ -2,8 +2,23 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 
 from producer.ids import POOL_SIZE, make_ahead, new_event_id, take_event_id
+
+
+def _id_from_a_forked_child(make: Callable[[], str]) -> str:
+    """The id ``make()`` gives in a child forked from this process."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, make().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    return child
 
 
 def test_ids_are_valid_version_4_uuids_and_unique() -> None:
@@ -16,16 +31,8 @@ def test_ids_are_valid_version_4_uuids_and_unique() -> None:
 
 
 def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.write(write, new_event_id().encode())
-        os._exit(0)
-    os.waitpid(pid, 0)
-    child = os.read(read, 64).decode()
+    child = _id_from_a_forked_child(new_event_id)
     assert child != new_event_id()
-    os.close(read)
-    os.close(write)
 
 
 def test_ids_made_ahead_are_unique_and_a_forked_child_does_not_take_its_parents() -> None:
@@ -36,14 +43,6 @@ def test_ids_made_ahead_are_unique_and_a_forked_child_does_not_take_its_parents(
     assert all(uuid.UUID(text).version == 4 for text in ahead[:100] + made)
 
     make_ahead(limit=10)
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.write(write, take_event_id().encode())
-        os._exit(0)
-    os.waitpid(pid, 0)
-    child = os.read(read, 64).decode()
-    os.close(read)
-    os.close(write)
+    child = _id_from_a_forked_child(take_event_id)
     parents = {take_event_id() for _ in range(10)}
     assert child not in parents

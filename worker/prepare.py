@@ -85,7 +85,6 @@ def prepare_batch(
     rows = batch.rows
     for (item, stream_id, fields), priced in zip(parsed, prices, strict=True):
         event = item.event
-
         cost = priced.cost
         if cost is not None and cost >= MAX_CALL_COST:
             batch.rejects.append(

@@ -100,12 +100,15 @@ def run_workers(
     handle_signals: bool = True,
     stop_event: threading.Event | None = None,
     metrics_collectors: Sequence[Collector] = (),
+    own_process: bool = False,
 ) -> int:
     """Run ``processes`` workers until stopped (or drained, with ``burst``); returns an exit code.
 
-    With one process the worker runs in this process. With more, each is a child
-    process; SIGTERM/SIGINT are forwarded so that each finishes its batch, and a
-    child that dies unexpectedly is restarted (except in burst mode). With
+    With one process the worker runs in this process; ``own_process`` (the
+    ``ailedger worker`` command) says the process is the worker's alone, so its
+    garbage collection is tuned for it (:func:`tune_gc`), as every child's is. With
+    more, each is a child process; SIGTERM/SIGINT are forwarded so that each finishes
+    its batch, and a child that dies unexpectedly is restarted (except in burst mode). With
     ``settings.metrics_port`` the workers' metrics, and ``metrics_collectors``, are
     served on that port.
     """
@@ -125,16 +128,22 @@ def run_workers(
 
         server = serve_metrics(port, settings=settings, collectors=metrics_collectors)
     try:
-        return _run_one(settings, burst, handle_signals, stop_event)
+        return _run_one(settings, burst, handle_signals, stop_event, own_process=own_process)
     finally:
         if server is not None:
             server.close()
 
 
 def _run_one(
-    settings: WorkerSettings, burst: bool, handle_signals: bool, stop_event: threading.Event
+    settings: WorkerSettings,
+    burst: bool,
+    handle_signals: bool,
+    stop_event: threading.Event,
+    *,
+    own_process: bool,
 ) -> int:
-    tune_gc()
+    if own_process:
+        tune_gc()
     worker = ShardedWorker(settings, burst=burst)
     if handle_signals:
         install_stop_handlers(worker.stop)

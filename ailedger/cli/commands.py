@@ -101,7 +101,13 @@ def worker(
         _health_check(settings, "worker")
     collectors = [QueueCollector(settings)] if settings.metrics_port else []
     raise typer.Exit(
-        run_workers(settings, processes=processes, burst=burst, metrics_collectors=collectors)
+        run_workers(
+            settings,
+            processes=processes,
+            burst=burst,
+            metrics_collectors=collectors,
+            own_process=True,
+        )
     )
 
 
