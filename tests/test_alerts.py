@@ -15,7 +15,7 @@ from ailedger.ops.reprice import reprice
 from ailedger.settings import Settings
 from tests.faults import run_ailedger, wait_for
 from tests.receivers import receiver
-from tests.test_budgets import LATE, no_rules, spend
+from tests.test_budgets import LATE, THRESHOLDS_ONLY, no_rules, spend
 
 
 @pytest.fixture
@@ -169,7 +169,10 @@ def test_alerts_run_once_through_the_cli(settings, db) -> None:  # type: ignore[
     with receiver() as hook:
         budgets.add_budget(db, scope="all", period="day", limit_usd=Decimal(1), notify=[hook.url])
         spend(db, datetime.now(UTC), "0.60")
-        done = run_ailedger(settings, "alerts", "run", "--once", AILEDGER_WEBHOOK_SECRET="k")
+        # Thresholds only: early in a UTC day, $0.60 would also project past $1.
+        done = run_ailedger(
+            settings, "alerts", "run", "--once", AILEDGER_WEBHOOK_SECRET="k", **THRESHOLDS_ONLY
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         assert "1 fired" in done.stdout and "1 delivered" in done.stdout
         (post,) = hook.posts

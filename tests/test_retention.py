@@ -18,6 +18,7 @@ from ailedger.api.app import create_app
 from ailedger.ops.retention import run_retention
 from tests.faults import run_ailedger
 from tests.receivers import receiver
+from tests.test_budgets import THRESHOLDS_ONLY
 
 TOKEN = "t0ken"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -30,7 +31,7 @@ def api(settings) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
         yield c
 
 
-def seed(db, ages_days: list[float]) -> list[str]:  # type: ignore[no-untyped-def]
+def seed(db, ages_days: list[float], now: datetime = NOW) -> list[str]:  # type: ignore[no-untyped-def]
     ids = []
     for i, age in enumerate(ages_days):
         ids.append(str(uuid.uuid4()))
@@ -38,7 +39,7 @@ def seed(db, ages_days: list[float]) -> list[str]:  # type: ignore[no-untyped-de
             "INSERT INTO ai_call_logs (id, timestamp, task, model, input_tokens, output_tokens,"
             " cost, cost_source, latency_ms, request_data, response_data)"
             " VALUES (%s, %s, 'extract', 'gpt-4o', 100, 10, %s, 'reported', 900, %s, %s)",
-            (ids[-1], NOW - timedelta(days=age), Decimal("0.25") * (i + 1),
+            (ids[-1], now - timedelta(days=age), Decimal("0.25") * (i + 1),
              Jsonb({"prompt": f"page {i}"}), Jsonb({"text": "ok"})),
         )  # fmt: skip
     return ids
@@ -112,7 +113,7 @@ def test_budget_add_list_remove_through_the_cli_and_the_api(settings, db, api) -
     bad = run_ailedger(settings, "budget", "add", "--scope", "team=a", "--period", "day",
                        "--limit", "1")  # fmt: skip
     assert bad.returncode == 1 and "task=NAME" in bad.stdout
-    seed(db, [0.01])  # $0.25 this month on gpt-4o
+    seed(db, [0], datetime.now(UTC))  # $0.25 this month on gpt-4o, even on the 1st at 00:00
 
     listed = run_ailedger(settings, "budget", "list", "--json")
     assert listed.returncode == 0, listed.stderr[-2000:]
@@ -147,6 +148,7 @@ def test_jobs_worker_schedules_evaluation_and_delivers(settings, db) -> None:  #
             "INSERT INTO ai_call_logs (id, timestamp, task, model, cost, cost_source)"
             " VALUES (gen_random_uuid(), NOW(), 't', 'm', 0.55, 'reported')"
         )
-        ran = run_ailedger(settings, "jobs", "--burst", timeout=120)
+        # Thresholds only: early in a UTC day, $0.55 would also project past $1.
+        ran = run_ailedger(settings, "jobs", "--burst", timeout=120, **THRESHOLDS_ONLY)
         assert ran.returncode == 0, ran.stderr[-3000:]
         assert [p.json["alert"]["threshold"] for p in hook.posts] == ["50"]
