@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from producer.constants import EVENT_FIELD
 from worker.event import ParsedEvent, Rejection, parse_entry, parse_payload
@@ -138,3 +141,111 @@ def test_an_integer_key_past_64_bits_keeps_every_digit(name: str) -> None:
     parsed = parse_entry({EVENT_FIELD: raw})
     assert isinstance(parsed, ParsedEvent) and not parsed.notes
     assert str(parsed.event[name]) == str(huge)  # type: ignore[literal-required]
+
+
+@pytest.mark.parametrize(
+    "why_read_exactly",
+    ['"job_id": 18446744073709551617', '"response_data": {"x": NaN}'],
+    ids=["a job key past 64 bits", "NaN elsewhere"],
+)
+def test_an_integer_past_64_bits_in_a_payload_is_stored_exactly(why_read_exactly: str) -> None:
+    # Either reason makes the worker read the entry with the standard library, which
+    # keeps every digit of every integer: orjson then cannot write the payload back.
+    raw = (
+        b'{"id": "2b2a16ed-8015-4d9a-82de-ab3c169827e0", "timestamp": "2026-01-02T00:00:00Z",'
+        b' "task": "t", "model": "m", "request_data": {"n": 18446744073709551617}, %s}'
+        % why_read_exactly.encode()
+    )
+    parsed = parse_entry({EVENT_FIELD: raw})
+    assert isinstance(parsed, ParsedEvent)
+    assert parsed.json["request_data"] == '{"n":18446744073709551617}'
+    assert "request_data" not in parsed.notes
+
+
+# Values that each field may be sent with: valid ones, and ones validation must turn
+# down or change (for the strict fields, a rejection; for the soft ones, a note).
+# Integers in payloads stay within 64 bits: past that, orjson (the wire's fast reader)
+# reads them as floats, the test above covers the case where they are read exactly.
+_VALUES: dict[str, Any] = {
+    "id": st.one_of(st.uuids().map(str), st.just("not-a-uuid"), st.integers()),
+    "timestamp": st.one_of(
+        st.just("2026-01-02T03:04:05.678Z"),
+        st.just("2026-01-02 03:04:05+02:00"),
+        st.integers(1_500_000_000, 1_900_000_000),
+        st.floats(1.5e9, 1.9e9),
+        st.just("soon"),
+        st.just(0),
+    ),
+    "task": st.one_of(st.text(max_size=30), st.just("  padded  "), st.integers()),
+    "gen_ai.request.model": st.text(min_size=1, max_size=30),
+    "model": st.one_of(st.text(max_size=30), st.none()),
+    "job_id": st.one_of(
+        st.uuids().map(str),
+        st.uuids().map(lambda u: str(u).upper()),
+        st.text(max_size=20),
+        st.integers(-(2**70), 2**70),
+        st.booleans(),
+        st.floats(allow_nan=False),
+    ),
+    "input_tokens": st.one_of(
+        st.integers(-5, 2**33), st.booleans(), st.just("12"), st.just(3.0), st.just(2.5)
+    ),
+    "gen_ai.usage.output_tokens": st.integers(-1, 10_000),
+    "cache_write_tokens": st.integers(0, 100),
+    "cache_write_1h_tokens": st.integers(0, 200),
+    "cost": st.one_of(
+        st.floats(-1, 2e6, allow_nan=False, allow_infinity=False), st.just("0.25"), st.booleans()
+    ),
+    "action": st.sampled_from(["use_ai_result", "fallback_to_rules", "retry", None]),
+    "image_id": st.one_of(st.text(max_size=20), st.integers(), st.just("x" * 600)),
+    "confidence_score": st.one_of(st.floats(-0.5, 1.5, allow_nan=False), st.just("high")),
+    "confidence_breakdown": st.one_of(
+        st.dictionaries(st.text(max_size=8), st.floats(-0.5, 1.5, allow_nan=False), max_size=3),
+        st.just([1, 2]),
+    ),
+    "error_message": st.one_of(st.text(max_size=40), st.just("e" * 10_050)),
+    "request_data": st.one_of(
+        st.dictionaries(
+            st.text(max_size=8),
+            st.recursive(
+                st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=10),
+                lambda inner: st.lists(inner, max_size=3),
+                max_leaves=5,
+            ),
+            max_size=4,
+        ),
+        st.just("not an object"),
+    ),
+    "extra": st.text(max_size=10),
+}
+
+
+#: A valid event, which some of _VALUES then override.
+_VALID = st.fixed_dictionaries(
+    {
+        "id": st.uuids().map(str),
+        "timestamp": st.sampled_from(["2026-01-02T03:04:05.678Z", "2026-03-04T05:06:07+01:00"]),
+        "task": st.text(min_size=1, max_size=30).filter(str.strip),
+        "model": st.text(min_size=1, max_size=30).filter(str.strip),
+    }
+)
+_EVENTS = st.builds(
+    lambda valid, more: {**valid, **more}, _VALID, st.fixed_dictionaries({}, optional=_VALUES)
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_EVENTS)
+def test_an_entry_from_the_wire_is_validated_as_its_decoded_object(
+    payload: dict[str, Any],
+) -> None:
+    """The checks skipped for wire entries (NULs, long text) change nothing they skip."""
+    raw = json.dumps(payload).encode()
+    wire = parse_entry({EVENT_FIELD: raw})
+    careful = parse_payload(json.loads(raw))
+    assert type(wire) is type(careful)
+    if isinstance(careful, Rejection):
+        assert wire == careful
+        return
+    assert isinstance(wire, ParsedEvent)
+    assert (wire.event, wire.notes, wire.json) == (careful.event, careful.notes, careful.json)

@@ -326,6 +326,18 @@ def _cache_write_total(event: CallEvent, notes: dict[str, str]) -> None:
         event["cache_write_tokens"] = one_hour
 
 
+def _encode_unusual(value: Any, notes: dict[str, str], name: str) -> bytes:
+    """JSON text of a payload orjson cannot write: lone surrogates, or integers past 64 bits."""
+    repaired = repair_unicode(value)
+    if repaired != value:
+        notes[name] = "invalid Unicode replaced"  # lone surrogates cannot be UTF-8
+    try:
+        return orjson.dumps(repaired)
+    except (orjson.JSONEncodeError, TypeError):
+        # An integer past 64 bits: jsonb holds it, and the standard library writes it exactly.
+        return json.dumps(repaired, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def _clean_json(event: CallEvent, notes: dict[str, str]) -> dict[str, str]:
     """JSONB cannot hold \\u0000 or lone surrogates; oversized payloads are dropped.
 
@@ -339,9 +351,7 @@ def _clean_json(event: CallEvent, notes: dict[str, str]) -> dict[str, str]:
         try:
             encoded = orjson.dumps(value)
         except (orjson.JSONEncodeError, TypeError):
-            # Lone surrogates (invalid Unicode) cannot be encoded as UTF-8.
-            encoded = orjson.dumps(repair_unicode(value))
-            notes[name] = "invalid Unicode replaced"
+            encoded = _encode_unusual(value, notes, name)
         if b"\\u0000" in encoded:
             encoded = encoded.replace(b"\\u0000", b"")
             notes[name] = "NUL characters removed"
@@ -350,7 +360,7 @@ def _clean_json(event: CallEvent, notes: dict[str, str]) -> dict[str, str]:
             notes[name] = f"dropped: {len(encoded)} bytes is over the {MAX_JSON_BYTES}-byte cap"
             continue
         if name in notes:
-            event[name] = orjson.loads(encoded)  # type: ignore[literal-required]
+            event[name] = json.loads(encoded)  # type: ignore[literal-required]
         texts[name] = encoded.decode()
     return texts
 
