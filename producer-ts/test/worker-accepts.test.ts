@@ -26,9 +26,10 @@ for fields in json.load(sys.stdin):
     parsed = parse_entry({k.encode(): v.encode("utf-8", "surrogatepass") for k, v in fields.items()})
     if isinstance(parsed, ParsedEvent):
         e = parsed.event
-        out.append({"ok": True, "id": str(e.id), "input_tokens": e.input_tokens,
-                    "cache_read_tokens": e.cache_read_tokens, "timestamp": e.timestamp.isoformat(),
-                    "job_id": str(e.job_id) if e.job_id else None, "notes": parsed.notes})
+        out.append({"ok": True, "id": str(e["id"]), "input_tokens": e.get("input_tokens"),
+                    "cache_read_tokens": e.get("cache_read_tokens"),
+                    "timestamp": e["timestamp"].isoformat(),
+                    "job_id": str(e["job_id"]) if e.get("job_id") else None, "notes": parsed.notes})
     else:
         out.append({"ok": False, "reason": parsed.reason})
 print(json.dumps(out))
