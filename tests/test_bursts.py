@@ -2,7 +2,8 @@
 
 A burst faster than the sender goes to the disk spool (SPEC §6.2); ``flush()`` is True
 only when everything logged before it reached Redis; the stats say where every event
-is, and add up.
+is, and add up. The million-event bursts end as rows: ``ailedger worker --burst`` stores
+each logged id exactly once.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 import pytest
 import redis
 
+from ailedger.settings import Settings
 from producer import AICallLogger, ProducerStats
 from producer.backoff import Backoff
 from producer.constants import EVENT_FIELD
-from tests.faults import RedisServer, free_port, wait_for
+from tests.faults import RedisServer, free_port, run_ailedger, wait_for
 
 THREADS = 4
 
@@ -72,11 +75,19 @@ def distinct_ids(client: redis.Redis, stream: str) -> tuple[int, set[str]]:
     return entries, seen
 
 
-@pytest.mark.timeout(240)
-def test_a_million_events_from_four_threads_flat_out_all_reach_the_stream(
-    servers, stream, redis_client, tmp_path
+def store_all(settings: Settings, db: psycopg.Connection[Any]) -> tuple[int, set[str]]:
+    """Run ``ailedger worker --burst`` as an operator would; (rows, distinct ids) stored."""
+    ran = run_ailedger(settings, "worker", "--burst", "--processes", "2", timeout=600)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    rows = db.execute("SELECT id::text FROM ai_call_logs").fetchall()
+    return len(rows), {r[0] for r in rows}
+
+
+@pytest.mark.timeout(600)
+def test_a_million_events_from_four_threads_flat_out_are_a_million_rows(
+    servers, settings, db, redis_client, tmp_path
 ) -> None:
-    logger = AICallLogger(servers.redis_url, stream=stream, spool_dir=tmp_path / "spool")
+    logger = AICallLogger(servers.redis_url, stream=settings.stream, spool_dir=tmp_path / "spool")
     ids = log_flat_out(logger, 1_000_000)
     during = logger.stats
     assert logger.flush(180), logger.stats
@@ -85,18 +96,22 @@ def test_a_million_events_from_four_threads_flat_out_all_reach_the_stream(
     print(f"\n1,000,000 logged from {THREADS} threads: {during} at the end of logging")
     assert stats.dropped == 0 and stats.logged == 1_000_000
     assert stats.sent == 1_000_000 and accounted(stats) == 1_000_000
-    assert redis_client.xlen(stream) == 1_000_000
-    assert sum(map(len, ids)) == 1_000_000 and all(all(part) for part in ids)
+    assert redis_client.xlen(settings.stream) == 1_000_000
+    logged = {event_id for part in ids for event_id in part}
+    assert len(logged) == 1_000_000
+    assert store_all(settings, db) == (1_000_000, logged)
 
 
-@pytest.mark.timeout(240)
-def test_redis_stopped_for_20s_mid_burst_every_event_arrives_once(tmp_path: Path) -> None:
+@pytest.mark.timeout(600)
+def test_redis_stopped_for_20s_mid_burst_every_event_is_one_row(
+    settings, db, tmp_path: Path
+) -> None:
     server = RedisServer(tmp_path / "redis", persistent=True)
     server.start()
     logger = AICallLogger(
         server.url, stream="burst", spool_dir=tmp_path / "spool", backoff=fast_backoff
     )
-    total = 200_000
+    total = 1_000_000
     try:
         outage = threading.Thread(target=_stop_for, args=(server, logger, total // 4, 20.0))
         outage.start()
@@ -108,6 +123,9 @@ def test_redis_stopped_for_20s_mid_burst_every_event_arrives_once(tmp_path: Path
         client = redis.Redis.from_url(server.url)
         entries, seen = distinct_ids(client, "burst")
         client.close()
+        rows = store_all(
+            settings.model_copy(update={"redis_url": server.url, "stream": "burst"}), db
+        )
     finally:
         server.stop()
     logged = {event_id for part in ids for event_id in part}
@@ -115,6 +133,7 @@ def test_redis_stopped_for_20s_mid_burst_every_event_arrives_once(tmp_path: Path
     assert len(logged) == total and seen == logged
     assert stats.dropped == 0 and stats.spooled_total > 0 and stats.send_errors > 0
     assert accounted(stats) == total
+    assert rows == (total, logged)  # a duplicate in the stream is still one row
 
 
 def _stop_for(server: RedisServer, logger: AICallLogger, after: int, seconds: float) -> None:
