@@ -471,6 +471,12 @@ def table_counts(database_url: str) -> TableCounts:
     return TableCounts(rows, distinct, rejects[0] if rejects else 0)
 
 
+def stored(db: psycopg.Connection[Any]) -> tuple[int, set[str]]:
+    """(rows, distinct event ids) in ``ai_call_logs``: a doubled event shows as rows > ids."""
+    rows = db.execute("SELECT id FROM ai_call_logs").fetchall()
+    return len(rows), {str(r[0]) for r in rows}
+
+
 def stored_ids(database_url: str) -> set[str]:
     with psycopg.connect(database_url, connect_timeout=5) as conn:
         return {str(row[0]) for row in conn.execute("SELECT id FROM ai_call_logs")}

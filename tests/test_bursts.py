@@ -24,7 +24,7 @@ from ailedger.settings import Settings
 from producer import AICallLogger, ProducerStats
 from producer.backoff import Backoff
 from producer.constants import EVENT_FIELD
-from tests.faults import RedisServer, free_port, run_ailedger, wait_for
+from tests.faults import RedisServer, free_port, run_ailedger, stored, wait_for
 
 THREADS = 4
 
@@ -79,8 +79,7 @@ def store_all(settings: Settings, db: psycopg.Connection[Any]) -> tuple[int, set
     """Run ``ailedger worker --burst`` as an operator would; (rows, distinct ids) stored."""
     ran = run_ailedger(settings, "worker", "--burst", "--processes", "2", timeout=600)
     assert ran.returncode == 0, ran.stderr[-3000:]
-    rows = db.execute("SELECT id::text FROM ai_call_logs").fetchall()
-    return len(rows), {r[0] for r in rows}
+    return stored(db)
 
 
 @pytest.mark.timeout(600)

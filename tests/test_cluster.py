@@ -29,7 +29,7 @@ from ailedger.settings import Settings
 from producer import AICallLogger
 from producer.constants import stream_shards
 from tests.cluster import LocalCluster, local_cluster, wait_until_failover
-from tests.faults import FAST_WORKER_ENV, cli_env, run_ailedger, wait_for
+from tests.faults import FAST_WORKER_ENV, cli_env, run_ailedger, stored, wait_for
 from tests.ingest_helpers import FREE, TOKENS, bearer
 
 pytestmark = pytest.mark.slow
@@ -48,11 +48,6 @@ def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
 def on_cluster(settings: Settings, cluster: LocalCluster) -> Settings:
     """The test's settings (own database, own stream name) pointed at the cluster."""
     return settings.model_copy(update={"redis_url": cluster.url})
-
-
-def stored(db: psycopg.Connection[Any]) -> tuple[int, set[str]]:
-    rows = db.execute("SELECT id FROM ai_call_logs").fetchall()
-    return len(rows), {str(r[0]) for r in rows}
 
 
 def pending_per_shard(cluster: LocalCluster, settings: Settings) -> dict[str, int]:
