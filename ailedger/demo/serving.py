@@ -7,6 +7,7 @@ made for this run and printed once.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import socket
 
@@ -21,15 +22,22 @@ CLIP_PER_IMAGE_USD = "0.00002"
 HOST = "127.0.0.1"
 
 
-def free_port(preferred: int) -> int:
-    """``preferred`` when nothing listens there, else any free port on loopback."""
+def listening_socket(preferred: int) -> socket.socket:
+    """A socket listening on loopback: at ``preferred`` when it is free, else any free port.
+
+    It listens before the URL is printed, so a browser opened at once is queued by the
+    kernel until the server accepts, never refused.
+    """
     for port in (preferred, 0):
-        with socket.socket() as probe:
-            try:
-                probe.bind((HOST, port))
-            except OSError:
-                continue
-            return int(probe.getsockname()[1])
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            sock.close()
+            continue
+        sock.listen(128)
+        return sock
     raise OSError(f"no free port on {HOST}")
 
 
@@ -40,16 +48,12 @@ def serve_dashboard(settings: Settings, console: Console, *, token: str | None =
     from ailedger.api.app import create_app
 
     token = token or secrets.token_urlsafe(24)
-    port = free_port(settings.api_port)
+    sock = listening_socket(settings.api_port)
+    port = int(sock.getsockname()[1])
     settings = settings.model_copy(
         update={"api_token": SecretStr(token), "api_host": HOST, "api_port": port}
     )
-    url = f"http://{HOST}:{port}/"
-    console.print()
-    console.print(f"[bold]Dashboard:[/] {url}", markup=True, highlight=False)
-    console.print(f"[bold]Token:[/]     {token}", highlight=False)
-    console.print("Serving until Ctrl-C (run `ailedger demo --no-serve` to end here).")
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=HOST,
         port=port,
@@ -57,3 +61,10 @@ def serve_dashboard(settings: Settings, console: Console, *, token: str | None =
         log_level="warning",
         timeout_graceful_shutdown=3,
     )
+    url = f"http://{HOST}:{port}/"
+    console.print()
+    console.print(f"[bold]Dashboard:[/] {url}", markup=True, highlight=False)
+    console.print(f"[bold]Token:[/]     {token}", highlight=False)
+    console.print("Serving until Ctrl-C (run `ailedger demo --no-serve` to end here).")
+    with sock, contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how it ends, as uvicorn.run
+        uvicorn.Server(config).run(sockets=[sock])
