@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import redis
 
@@ -150,6 +152,53 @@ def test_workers_sigkilled_every_few_seconds_lose_and_double_nothing(
     # Trimming went on during the campaign (the stream never held every event at once),
     # and never cut an entry a killed worker left pending: none is lost.
     assert campaign.peak_length < KILL_CAMPAIGN_EVENTS
+
+
+def test_a_supervised_worker_sigkilled_is_replaced_and_nothing_is_lost(
+    settings: Settings, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """`ailedger worker --processes 2`: one child SIGKILLed mid-run; the supervisor starts
+    another, the survivor claims what the dead one held, and every event is one row."""
+    sent = dict(realistic_payloads(6_000, seed=53))
+    payloads = list(sent.values())
+    supervisor = WorkerProcess.for_servers(
+        redis_url=settings.redis_url,
+        database_url=settings.database_url,
+        stream=settings.stream,
+        log_dir=tmp_path,
+        args=("--processes", "2"),
+    )
+    supervisor.start()
+
+    def consuming() -> set[int]:
+        """The supervisor's children, once there are two and each has a heartbeat."""
+        assert supervisor.pid is not None and supervisor.alive
+        children = {p.pid for p in psutil.Process(supervisor.pid).children()}
+        beating = {b["pid"] for b in heartbeats(redis_client, settings.stream)}
+        return children if len(children) == 2 and children <= beating else set()
+
+    try:
+        first = wait_for(consuming, timeout=60, what="two worker processes consuming")
+        fill_stream(redis_client, settings.stream, payloads[:3_000])
+        wait_for(lambda: row_count(settings.database_url) > 0, timeout=60, what="rows")
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)
+        fill_stream(redis_client, settings.stream, payloads[3_000:])
+        second = wait_for(
+            lambda: (now := consuming()) and victim not in now and now,
+            timeout=60,
+            what="the killed worker replaced",
+        )
+        wait_for(lambda: row_count(settings.database_url) == len(sent), timeout=120, what="rows")
+        wait_for(lambda: redis_client.xlen(settings.stream) == 0, timeout=30, what="trimmed")
+    finally:
+        exit_code = supervisor.terminate()
+    assert exit_code == 0
+    assert first - {victim} <= second  # the survivor kept going; only the dead one is new
+    died = [r for r in supervisor.log_records() if r.get("event") == "worker process died"]
+    assert [r["exitcode"] for r in died] == [-signal.SIGKILL]
+    assert_exactly(settings.database_url, sent)
+    assert_drained(redis_client, settings.stream)
 
 
 def test_entries_of_a_dead_consumer_are_never_trimmed(

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from multiprocessing.context import ForkContext, SpawnContext
 from types import FrameType
 from typing import Any
 
@@ -107,7 +108,8 @@ def run_workers(
     With one process the worker runs in this process; ``own_process`` (the
     ``ailedger worker`` command) says the process is the worker's alone, so its
     garbage collection is tuned for it (:func:`tune_gc`), as every child's is. With
-    more, each is a child process; SIGTERM/SIGINT are forwarded so that each finishes
+    more, each is a child process (forked from this one when it is the worker's alone,
+    :func:`_process_context`); SIGTERM/SIGINT are forwarded so that each finishes
     its batch, and a child that dies unexpectedly is restarted (except in burst mode). With
     ``settings.metrics_port`` the workers' metrics, and ``metrics_collectors``, are
     served on that port.
@@ -119,9 +121,13 @@ def run_workers(
 
         # One /metrics for all children, entered before any starts (prometheus multiprocess).
         with multiprocess_metrics(settings, port, metrics_collectors):
-            return _run_processes(settings, processes, burst, handle_signals, stop_event)
+            return _run_processes(
+                settings, processes, burst, handle_signals, stop_event, own_process=False
+            )
     if processes > 1:
-        return _run_processes(settings, processes, burst, handle_signals, stop_event)
+        return _run_processes(
+            settings, processes, burst, handle_signals, stop_event, own_process=own_process
+        )
     server = None
     if port:
         from worker.metrics import serve_metrics
@@ -158,14 +164,33 @@ def _run_one(
     return 0 if worker.failure is None else 1
 
 
+def _process_context(own_process: bool) -> ForkContext | SpawnContext:
+    """How children start: forked, when this process is the supervisor and nothing else.
+
+    A spawned child imports the worker and loads the price catalog itself, about half
+    a second of CPU each, and N of them do it at once on the same cores. Forked from a
+    supervisor that did it once (and froze it out of the collector, :func:`tune_gc`),
+    they start at once and share those pages. That is safe only while the supervisor
+    has a single thread and no connections (a fork copies neither threads nor their
+    locks' owners), on Linux: the ``ailedger worker`` command without a metrics server.
+    Anything else, an embedding process above all, spawns.
+    """
+    if own_process and sys.platform == "linux" and threading.active_count() == 1:
+        tune_gc()
+        return mp.get_context("fork")
+    return mp.get_context("spawn")
+
+
 def _run_processes(
     settings: WorkerSettings,
     processes: int,
     burst: bool,
     handle_signals: bool,
     stop_event: threading.Event,
+    *,
+    own_process: bool,
 ) -> int:
-    ctx = mp.get_context("spawn")
+    ctx = _process_context(own_process)
     children: dict[int, Any] = {}
 
     def spawn(slot: int) -> None:
