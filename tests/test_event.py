@@ -95,6 +95,18 @@ def test_bad_cost_bearing_fields_reject_with_a_reason(
     assert fragment in reason
 
 
+def test_timestamps_inside_the_bounds_keep_their_moment_whatever_their_offset() -> None:
+    soon = datetime.now(UTC) + timedelta(hours=23)  # a producer clock running ahead
+    assert accepted(event(timestamp=soon.isoformat())).event["timestamp"] == soon
+    noon = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    assert accepted(event(timestamp="2026-06-01T17:30:00+05:30")).event["timestamp"] == noon
+    naive = accepted(event(timestamp="2026-06-01T12:00:00")).event["timestamp"]
+    assert naive == noon  # no offset: UTC
+    assert accepted(event(timestamp=1_780_315_200)).event["timestamp"] == naive  # epoch s
+    # Just before 2015 in UTC, though 2015 already at its own offset.
+    assert "before 2015" in rejected(event(timestamp="2015-01-01T00:30:00+01:00"))
+
+
 def test_not_an_object_or_not_json_is_rejected() -> None:
     assert "JSON object" in rejected([1, 2, 3])
     result = parse_entry({EVENT_FIELD: b"{not json"})

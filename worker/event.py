@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -33,6 +34,7 @@ from pydantic import (
 )
 from typing_extensions import TypedDict
 
+from producer.constants import EVENT_FIELD
 from producer.jobs import CANONICAL_UUID
 from producer.redact import repair_text, repair_unicode
 
@@ -41,6 +43,10 @@ INT32_MAX = 2**31 - 1
 OLDEST_TIMESTAMP = datetime(2015, 1, 1, tzinfo=UTC)
 #: How far ahead of the worker's clock a producer's clock may run.
 MAX_CLOCK_SKEW = timedelta(days=1)
+# The same bounds in epoch seconds: two float comparisons, where comparing with
+# pydantic's TzInfo calls back into Python for each side's offset.
+_OLDEST_S = OLDEST_TIMESTAMP.timestamp()
+_MAX_SKEW_S = MAX_CLOCK_SKEW.total_seconds()
 MAX_TEXT = 10_000
 MAX_JSON_BYTES = 256 * 1024
 #: Longest job key and image id kept.
@@ -106,11 +112,12 @@ def _epoch_seconds(value: Any) -> Any:
 def _plausible_time(value: datetime) -> datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    if value < OLDEST_TIMESTAMP:
+    seconds = value.timestamp()
+    if seconds < _OLDEST_S:
         raise ValueError(
             f"timestamp {value.isoformat()} is before 2015; check the producer's clock or units"
         )
-    if value > datetime.now(UTC) + MAX_CLOCK_SKEW:
+    if seconds > time.time() + _MAX_SKEW_S:
         raise ValueError(
             f"timestamp {value.isoformat()} is more than a day in the future;"
             " check the producer's clock"
@@ -416,8 +423,6 @@ def parse_payload(
 
 def parse_entry(fields: dict[bytes, bytes]) -> ParsedEvent | Rejection:
     """Validate one raw stream entry as read by XREADGROUP."""
-    from producer.constants import EVENT_FIELD
-
     raw = fields.get(EVENT_FIELD)
     if raw is None:
         names = ", ".join(sorted(k.decode("utf-8", "replace") for k in fields)) or "none"

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from producer.constants import EVENT_FIELD
 from producer.jobs import job_id_text
 from producer.scoring import confidence_score, decide_action
 from worker.event import ParsedEvent, Rejection, parse_entry
@@ -39,8 +40,6 @@ def _json(value: Any) -> str | None:
 
 
 def raw_payload(fields: dict[bytes, bytes]) -> bytes:
-    from producer.constants import EVENT_FIELD
-
     raw = fields.get(EVENT_FIELD)
     if raw is not None:
         return raw
