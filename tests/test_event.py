@@ -123,6 +123,15 @@ def test_a_bad_soft_field_is_dropped_and_noted_not_fatal() -> None:
     assert parsed.event.get("request_data") is None
     assert parsed.event["input_tokens"] == 812  # the cost record survives
     assert set(parsed.notes) == {"confidence_breakdown", "request_data"}
+    # The note names the bad component and what was wrong with it.
+    assert parsed.notes["confidence_breakdown"] == (
+        "dropped: confidence_breakdown.model_confidence: Input should be less than or equal to 1"
+    )
+    for bad in (-0.1, float("nan"), "high"):
+        noted = accepted(event(confidence_breakdown={"completeness": bad})).notes
+        assert noted["confidence_breakdown"].startswith(
+            "dropped: confidence_breakdown.completeness"
+        )
 
 
 def test_nul_characters_are_cleaned_and_noted() -> None:

@@ -62,7 +62,9 @@ def _not_a_boolean(value: Any) -> Any:
     return value
 
 
-Count = Annotated[int, BeforeValidator(_not_a_boolean), Field(ge=0, le=INT32_MAX, strict=False)]
+# Constraints before the Python check, so that pydantic applies them natively to the
+# int: after a BeforeValidator they run as Python functions, 0.4 µs a field.
+Count = Annotated[int, Field(ge=0, le=INT32_MAX, strict=False), BeforeValidator(_not_a_boolean)]
 
 
 def _job_ref(value: Any) -> UUID | str | None:
@@ -135,13 +137,6 @@ def _finite_number(value: Any) -> Any:
     return value
 
 
-def _scores_in_range(value: dict[str, float]) -> dict[str, float]:
-    for name, score in value.items():
-        if not math.isfinite(score) or not 0 <= score <= 1:
-            raise ValueError(f"score {name!r}={score!r} must be between 0 and 1")
-    return value
-
-
 #: Other names workers accept for a field: OpenTelemetry GenAI's.
 ALIASES: dict[str, tuple[str, ...]] = {
     "task": ("gen_ai.operation.name",),
@@ -167,8 +162,10 @@ def _also(name: str) -> Any:
 Timestamp = Annotated[datetime, BeforeValidator(_epoch_seconds), AfterValidator(_plausible_time)]
 Cost = Annotated[Decimal, BeforeValidator(_finite_number), Field(ge=0, lt=1_000_000)]
 Score = Annotated[Decimal, BeforeValidator(_finite_number), Field(ge=0, le=1)]
-ImageId = Annotated[str, BeforeValidator(_integer_as_text), StringConstraints(max_length=MAX_KEY)]
-Breakdown = Annotated[dict[str, float], AfterValidator(_scores_in_range)]
+# As Count: the constraint first, native; the Python step before it.
+ImageId = Annotated[str, StringConstraints(max_length=MAX_KEY), BeforeValidator(_integer_as_text)]
+#: Each component a finite score in [0, 1], checked natively (a bad one is named).
+Breakdown = dict[str, Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]]
 
 
 @with_config(ConfigDict(extra="ignore", populate_by_name=True))
