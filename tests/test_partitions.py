@@ -157,7 +157,7 @@ def test_calls_from_2019_and_2099_are_stored_and_a_redelivery_adds_nothing(
     assert row is not None
     future_id = str(uuid.uuid4())
     future = (future_id, datetime(2099, 1, 1, tzinfo=UTC), *row[2:])
-    with psycopg.connect(settings.database_url) as conn:
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
         assert write_batch(conn, [future], stream=settings.stream) == 1
         assert write_batch(conn, [future], stream=settings.stream) == 0
     assert where(db, future_id) == "ai_call_logs_default"

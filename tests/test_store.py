@@ -5,10 +5,15 @@ from __future__ import annotations
 import random
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
+
+import psycopg
+import pytest
+from psycopg.pq import TransactionStatus
 
 from tests.test_rollups import assert_rollups_match, make_rows, stored_rollups
 from worker.rollups import LATENCY_BOUNDS
-from worker.store import write_batch
+from worker.store import Reject, write_batch
 
 
 def _calls(db) -> int:
@@ -62,3 +67,26 @@ def test_rows_inserted_by_anything_else_are_still_rolled_up(db) -> None:
     )
     assert _calls(db) == 201
     assert_rollups_match(db)
+
+
+def test_a_refused_batch_stores_nothing_and_leaves_the_connection_ready(db) -> None:
+    rows = make_rows(random.Random(15), 300)
+    rejects = [Reject(stream_id="1-1", reason="kept", raw=b"{}")]
+    # NUMERIC(18, 12) holds at most a million dollars a call: Postgres refuses this row.
+    refused = [*rows[:150], rows[150]._replace(cost=Decimal(10**7)), *rows[151:]]
+    with pytest.raises(psycopg.errors.NumericValueOutOfRange):
+        write_batch(db, refused, rejects, stream="s")
+    assert db.info.transaction_status == TransactionStatus.IDLE
+    assert db.execute("SELECT count(*) FROM ai_call_logs").fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM ai_call_rejects").fetchone() == (0,)
+    assert _calls(db) == 0
+    assert write_batch(db, rows, rejects, stream="s") == 300  # the same connection goes on
+    assert db.execute("SELECT count(*) FROM ai_call_rejects").fetchone() == (1,)
+    assert _calls(db) == 300
+    assert_rollups_match(db)
+
+
+def test_a_connection_inside_a_transaction_is_refused_with_what_to_pass(database_url) -> None:
+    rows = make_rows(random.Random(16), 3)
+    with psycopg.connect(database_url) as conn, pytest.raises(ValueError, match="autocommit"):
+        write_batch(conn, rows, stream="s")

@@ -12,6 +12,7 @@ from exactly those rows, in the same transaction.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +20,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 import psycopg
+from psycopg.pq import TransactionStatus
 
 from worker.rollups import WRITER_SETTING, add_rollups
 
@@ -71,6 +73,9 @@ _INSERT = (
 )
 # The table's own rollup trigger stands aside: this transaction adds the rollups itself.
 _WRITER_ROLLUPS = f"SET LOCAL {WRITER_SETTING} = 'writer'"
+# A conflict on the straight COPY undoes only the COPY.
+_SAVEPOINT = "SAVEPOINT ailedger_straight"
+_ROLLBACK_TO_SAVEPOINT = "ROLLBACK TO SAVEPOINT ailedger_straight"
 _REJECT = """
 INSERT INTO ai_call_rejects (stream_id, stream, event_id, reason, raw, delivery_count)
 VALUES (%s, %s, %s, %s, %s, %s)
@@ -99,37 +104,64 @@ def write_batch(
     *,
     stream: str,
 ) -> int:
-    """Store rows and rejects in one transaction; returns how many rows were new."""
-    inserted = 0
-    with conn.transaction(), conn.cursor() as cur:
-        if rows:
-            cur.execute(_WRITER_ROLLUPS)
-            # Positional tuples are rows too (tools, tests): named once here.
-            rows = [row if isinstance(row, Row) else Row._make(row) for row in rows]
-            new = _insert(conn, cur, rows)
-            add_rollups(cur, new)
-            inserted = len(new)
-        if rejects:
-            cur.executemany(
-                _REJECT,
-                [
-                    (r.stream_id, stream, r.event_id, r.reason, r.raw, r.delivery_count)
-                    for r in rejects
-                ],
-            )
-    return inserted
+    """Store rows and rejects in one transaction; returns how many rows were new.
+
+    ``conn`` is in autocommit mode and outside a transaction (the writer's is): the batch
+    is its own transaction, in four round trips instead of nine. Its opening (``BEGIN``,
+    the rollup setting, a savepoint) and its closing (the rollup upserts, the rejects,
+    ``COMMIT``) each go as one pipeline, around the COPY. Each round trip counts: the
+    writer thread shares the interpreter with the reading loop, and waits for it after
+    every answer from Postgres. On any error the transaction is rolled back and the
+    error raised, with nothing stored.
+    """
+    if not conn.autocommit or conn.info.transaction_status != TransactionStatus.IDLE:
+        raise ValueError(
+            "write_batch runs its own transaction: pass a connection in autocommit mode"
+            " that is not inside a transaction"
+        )
+    # Positional tuples are rows too (tools, tests): named once here.
+    rows = [row if isinstance(row, Row) else Row._make(row) for row in rows]
+    try:
+        with conn.cursor() as cur:
+            with conn.pipeline():
+                cur.execute("BEGIN")
+                if rows:
+                    cur.execute(_WRITER_ROLLUPS)
+                    cur.execute(_SAVEPOINT)
+            new = _insert(cur, rows) if rows else []
+            with conn.pipeline():
+                add_rollups(cur, new)
+                if rejects:
+                    cur.executemany(
+                        _REJECT,
+                        [
+                            (r.stream_id, stream, r.event_id, r.reason, r.raw, r.delivery_count)
+                            for r in rejects
+                        ],
+                    )
+                cur.execute("COMMIT")
+    except BaseException:
+        _roll_back(conn)
+        raise
+    return len(new)
 
 
-def _insert(
-    conn: psycopg.Connection[Any], cur: psycopg.Cursor[Any], rows: Sequence[Row]
-) -> Sequence[Row]:
+def _roll_back(conn: psycopg.Connection[Any]) -> None:
+    """End a failed batch's transaction, if the connection can still say so."""
+    if conn.closed or conn.broken or conn.info.transaction_status == TransactionStatus.IDLE:
+        return
+    with contextlib.suppress(psycopg.Error):
+        conn.execute("ROLLBACK")
+
+
+def _insert(cur: psycopg.Cursor[Any], rows: Sequence[Row]) -> Sequence[Row]:
     """Insert the rows whose ids are not stored yet; returns those rows."""
     try:
-        with conn.transaction():  # a savepoint: a conflict undoes only this COPY
-            _copy(cur, _COPY_STRAIGHT, rows)
+        _copy(cur, _COPY_STRAIGHT, rows)
         return rows
     except psycopg.errors.UniqueViolation:
-        pass  # some ids are stored already (a batch delivered again)
+        # Some ids are stored already (a batch delivered again): undo only this COPY.
+        cur.execute(_ROLLBACK_TO_SAVEPOINT)
     cur.execute(_CREATE_STAGE)
     _copy(cur, _COPY_STAGE, rows)
     cur.execute(_INSERT)
