@@ -65,14 +65,18 @@ def tune_gc() -> None:
 def _worker_main(settings: WorkerSettings, burst: bool, handle_signals: bool) -> None:
     from worker.logs import configure_logging
 
+    if not handle_signals:
+        # The parent decides when to stop; a terminal's Ctrl-C must not kill children
+        # mid-batch. A forked child starts with the supervisor's handlers: until its own
+        # below, a SIGTERM ends it (nothing is read yet) instead of going to that copy.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     configure_logging()
     tune_gc()
     worker = ShardedWorker(settings, burst=burst)
     if handle_signals:
         install_stop_handlers(worker.stop)
     else:
-        # The parent decides when to stop; a terminal's Ctrl-C must not kill children mid-batch.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     threading.Thread(
         target=_stop_when_orphaned, args=(worker,), name="ailedger-parent-watch", daemon=True
