@@ -197,7 +197,7 @@ def _run_processes(
     ctx = _process_context(own_process)
     children: dict[int, Any] = {}
 
-    def spawn(slot: int) -> None:
+    def start(slot: int) -> None:
         proc = ctx.Process(
             target=_worker_main,
             args=(settings, burst, False),
@@ -209,7 +209,7 @@ def _run_processes(
     if handle_signals:
         install_stop_handlers(stop_event.set)
     for slot in range(processes):
-        spawn(slot)
+        start(slot)
     exit_code = 0
     while children:
         if stop_event.is_set():
@@ -228,7 +228,7 @@ def _run_processes(
                 log.warning("worker process died", slot=slot, exitcode=proc.exitcode)
                 if not burst:
                     time.sleep(RESTART_DELAY_S)
-                    spawn(slot)
+                    start(slot)
                 else:
                     exit_code = 1
         # Woken by a child's exit as well as by the stop event's poll.
