@@ -86,7 +86,7 @@ def test_a_refused_batch_stores_nothing_and_leaves_the_connection_ready(db) -> N
     assert_rollups_match(db)
 
 
-def test_a_connection_inside_a_transaction_is_refused_with_what_to_pass(database_url) -> None:
+def test_a_connection_not_in_autocommit_mode_is_refused_with_what_to_pass(database_url) -> None:
     rows = make_rows(random.Random(16), 3)
     with psycopg.connect(database_url) as conn, pytest.raises(ValueError, match="autocommit"):
         write_batch(conn, rows, stream="s")

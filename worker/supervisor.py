@@ -173,14 +173,14 @@ def _process_context(own_process: bool) -> ForkContext | SpawnContext:
 
     A spawned child imports the worker and loads the price catalog itself, about half
     a second of CPU each, and N of them do it at once on the same cores. Forked from a
-    supervisor that did it once (and froze it out of the collector, :func:`tune_gc`),
-    they start at once and share those pages. That is safe only while the supervisor
-    has a single thread and no connections (a fork copies neither threads nor their
-    locks' owners), on Linux: the ``ailedger worker`` command without a metrics server.
-    Anything else, an embedding process above all, spawns.
+    supervisor that did it once (and froze it out of the collector, :func:`tune_gc`,
+    which the caller runs before forking), they start at once and share those pages.
+    That is safe only while the supervisor has a single thread and no connections (a
+    fork copies neither threads nor their locks' owners), on Linux: the ``ailedger
+    worker`` command without a metrics server. Anything else, an embedding process
+    above all, spawns.
     """
     if own_process and sys.platform == "linux" and threading.active_count() == 1:
-        tune_gc()
         return mp.get_context("fork")
     return mp.get_context("spawn")
 
@@ -195,6 +195,8 @@ def _run_processes(
     own_process: bool,
 ) -> int:
     ctx = _process_context(own_process)
+    if isinstance(ctx, ForkContext):
+        tune_gc()  # once here, for every child forked from this process
     children: dict[int, Any] = {}
 
     def start(slot: int) -> None:
