@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from producer.backoff import Backoff
 from producer.constants import DEFAULT_STREAM
-from producer.context import current_job_id
+from producer.context import current_job_id as _current_job_id
 from producer.ids import take_event_id
 from producer.sender import STOP, FlushMarker, Sender
 from producer.spool import DEFAULT_MAX_BYTES, default_spool_dir, has_segments
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     import redis
 
 log = logging.getLogger("ailedger.producer")
+_now = time.time
 
 #: Live loggers, so that fork and exit handlers can reach them without keeping them alive.
 _loggers: weakref.WeakSet[AICallLogger] = weakref.WeakSet()
@@ -148,6 +149,12 @@ class AICallLogger:
         self._thread: threading.Thread | None = None
         #: Written by callers' threads: events logged, and dropped before the sender saw them.
         self._logged = self.dropped_by_callers = 0
+        #: flush() calls so far: the sender does not wait for a full batch while one waits.
+        self.flushes_asked = 0
+        #: log() appends while the buffer is shorter than this: 0 once closed.
+        self._room = 0 if self.closed else self.max_buffer
+        #: log() calls ``_act()`` from this length on: at once until the sender runs.
+        self._act_at = 0
         self._sender = Sender(
             self,
             self._buffer,
@@ -166,31 +173,42 @@ class AICallLogger:
             event_id = fields.get("id")
             if event_id is None:
                 event_id = fields["id"] = take_event_id()
-            fields["_logged_at"] = time.time()
+            fields["_logged_at"] = _now()
             if "job_id" not in fields:
-                job_id = current_job_id()
+                job_id = _current_job_id()
                 if job_id is not None:
                     fields["job_id"] = job_id
             self._logged += 1
             buffer = self._buffer
-            if self.closed or len(buffer) >= self.max_buffer:
-                # No disk writes here: they would cost the caller milliseconds. The
-                # sender spills to disk long before this, unless it is starved or stuck.
-                self.dropped_by_callers += 1
-                self._wake.set()
-                return str(event_id)
-            buffer.append(fields)
-            if self._thread is None:
-                self._start_sender()
-            elif len(buffer) >= self.batch_size:
-                if not self._wake.is_set():
-                    self._wake.set()  # Event.set() takes a lock: only when it changes something
-                if len(buffer) >= self.pack_at and self.spool_dir is not None:
-                    self._pack()  # bounded: at most max_packed batches, then the buffer fills
+            if len(buffer) < self._room:
+                buffer.append(fields)
+                if len(buffer) >= self._act_at:
+                    self._act()
+                return event_id if type(event_id) is str else str(event_id)
+            # Full, or closed. No disk writes here: they would cost the caller
+            # milliseconds. The sender spills to disk long before this, unless it is
+            # starved or stuck.
+            self.dropped_by_callers += 1
+            self._wake.set()
             return str(event_id)
         except Exception:  # the promise: logging never breaks the caller
             self.dropped_by_callers += 1
             return ""
+
+    def _act(self) -> None:
+        """The rare turns of ``log()``: the first call starts the sender; a full batch wakes it.
+
+        Kept out of ``log()`` so that the common call is a few operations: each one
+        costs several times its usual price in a service that sleeps between calls,
+        whose caches have gone cold.
+        """
+        if self._thread is None:
+            self._start_sender()
+            return
+        if not self._wake.is_set():
+            self._wake.set()  # Event.set() takes a lock: only when it changes something
+        if len(self._buffer) >= self.pack_at and self.spool_dir is not None:
+            self._pack()  # bounded: at most max_packed batches, then the buffer fills
 
     def _pack(self) -> None:
         """Callers are ahead of a sender that cannot get the GIL: pack the oldest batch.
@@ -229,6 +247,7 @@ class AICallLogger:
                 and self.dropped_by_callers + self._sender.spool_dropped == 0
             )
         marker = FlushMarker(threading.Event())
+        self.flushes_asked += 1  # before the marker: a sender that sees it does not wait
         self._buffer.append(marker)
         self._wake.set()
         return marker.done.wait(timeout) and marker.clean
@@ -240,6 +259,7 @@ class AICallLogger:
         if self.closed:
             return sender.all_sent and not self._buffer
         self.closed = True
+        self._room = 0
         thread = self._thread
         if thread is None or not thread.is_alive():
             return not self._buffer
@@ -289,6 +309,7 @@ class AICallLogger:
                 target=self._sender.run, name="ailedger-sender", daemon=True
             )
             self._thread.start()
+            self._act_at = self.batch_size
 
 
 def _after_fork_in_child() -> None:

@@ -119,6 +119,7 @@ class Sender:
         self.spooled_total = self.replayed_own = 0
         self.in_flight = 0  # taken from the buffer, not yet sent, spooled or dropped
         self.drops_at_marker = 0  # dropped so far when the last flush marker was reached
+        self.flushes_reached = 0  # flush markers reached, against the owner's flushes_asked
         self._spilled_head: tuple[bytes, list[bytes]] | None = None  # encoded once, retried
         self._raw = False  # spill raw batches: only to disk (a memory spool is counted in events)
         self.backoff = backoff
@@ -232,15 +233,16 @@ class Sender:
 
     def _step(self, spool: Spool) -> bool:
         """One round: send directly, or spill to the spool and replay it. True when done."""
-        if (
-            not self.stopping
-            and not self._buffer
-            and (spool.empty or time.monotonic() < self.retry_at)
-        ):
-            make_ahead()  # ids for the next calls, while there is nothing to send
-            with self._unlocked():
-                self._wake.wait(self._owner.flush_interval)
-            self._wake.clear()
+        if not self.stopping and (spool.empty or time.monotonic() < self.retry_at):
+            # Less than a batch and nobody waiting: wait for a full batch (log() wakes
+            # us), a flush() or close(), or the interval. Sending each few events as they
+            # come would cost a round trip, and the service's threads the GIL, a thousand
+            # times a second at 10k/s.
+            self._wake.clear()  # before looking: a wake set from here on is not lost
+            if len(self._buffer) < self._owner.batch_size and not self._asked():
+                make_ahead()  # ids for the next calls, while there is nothing to send
+                with self._unlocked():
+                    self._wake.wait(self._owner.flush_interval)
         if self.mode(spool) is Mode.DIRECT:
             self.stopping = self._take() or self.stopping
             sent = True
@@ -281,11 +283,17 @@ class Sender:
                 time.sleep(self.retry_at - now)
         return False
 
+    def _asked(self) -> bool:
+        """A flush() is waiting for a marker not reached yet, or close() was called."""
+        owner = self._owner
+        return owner.closed or owner.flushes_asked != self.flushes_reached
+
     def _behind(self) -> bool:
         return len(self._buffer) > self._owner.batch_size
 
     def _reached(self, marker: FlushMarker) -> None:
         """Everything before ``marker`` is sent, spooled or dropped: judge its window."""
+        self.flushes_reached += 1
         dropped = self._owner.dropped_by_callers + self.spool_dropped
         marker.clean = dropped == self.drops_at_marker
         self.drops_at_marker = dropped
@@ -525,6 +533,7 @@ class Sender:
         self.spooled_total += sum(counts[:written])
         self.spool_dropped += sum(counts[written:])
         unsent = self.spooled
+        self.flushes_reached += 1
         dropped = self._owner.dropped_by_callers + self.spool_dropped
         self.all_sent = not left and written == len(rest) and not dropped
         if isinstance(spool, MemorySpool) and left:

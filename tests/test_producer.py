@@ -57,6 +57,27 @@ def test_threads_log_concurrently_without_loss(servers, stream, redis_client) ->
     logger.close()
 
 
+def test_the_sender_sends_full_batches_and_flush_does_not_wait_for_the_interval(
+    servers, stream, redis_client
+) -> None:
+    # An interval far past flush()'s timeout: a sender that waited it out would fail flush().
+    logger = AICallLogger(servers.redis_url, stream=stream, batch_size=50, flush_interval=60.0)
+    logger.log(task="t", model="m")
+    assert logger.flush(5)
+    for i in range(120):
+        logger.log(task="t", model="m", input_tokens=i)
+        time.sleep(0.001)
+    deadline = time.monotonic() + 10
+    while redis_client.xlen(stream) < 101 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)
+    # Two full batches went as they filled; the last 20 wait for a full batch or a flush.
+    assert redis_client.xlen(stream) == 1 + 100
+    assert logger.flush(5)
+    assert [e["input_tokens"] for e in entries(redis_client, stream)[1:]] == list(range(120))
+    logger.close()
+
+
 def test_timestamp_is_when_the_call_started(servers, stream, redis_client) -> None:
     logger = AICallLogger(servers.redis_url, stream=stream)
     before = time.time()
