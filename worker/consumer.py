@@ -42,8 +42,9 @@ log = structlog.get_logger("ailedger.worker")
 
 #: How often the reading loop refreshes the heartbeat, also while it waits for the writer.
 HEARTBEAT_EVERY_S = 1.0
-#: A burst worker with entries at live consumers looks again this often.
-BURST_WAIT_S = 0.2
+#: A burst worker with entries at live consumers looks again this often (one XPENDING):
+#: the last of ``--processes N`` ends at most this long after the others' last commit.
+BURST_WAIT_S = 0.05
 
 
 def consumer_name() -> str:

@@ -233,6 +233,7 @@ def _run_processes(
                     start(slot)
                 else:
                     exit_code = 1
-        # Woken by a child's exit as well as by the stop event's poll.
-        mp_connection.wait([proc.sentinel for proc in children.values()], timeout=0.2)
+        if children:  # the last one gone: return now, not after another poll
+            # Woken by a child's exit as well as by the stop event's poll.
+            mp_connection.wait([proc.sentinel for proc in children.values()], timeout=0.2)
     return exit_code
