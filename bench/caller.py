@@ -33,7 +33,7 @@ from psycopg.types.json import Jsonb
 from rq import Queue
 
 from bench.env import BenchEnv
-from bench.timing import summarize, timed_calls
+from bench.timing import GcWatch, explain_slow, summarize, timed_calls
 from producer import AICallLogger
 from producer.scoring import confidence_score
 
@@ -274,29 +274,34 @@ def measure_log_redis_down(
 
 def _log_from_threads(
     logger: AICallLogger, fields: Sequence[Fields], n: int, threads: int
-) -> array[int]:
-    """``n`` calls split over ``threads`` threads, flat out; every call's duration, ns."""
+) -> tuple[array[int], array[int]]:
+    """``n`` calls split over ``threads`` threads, flat out; each call's start and duration, ns."""
     per = n // threads
+    starts = [array("q", bytes(8 * per)) for _ in range(threads)]
     durations = [array("q", bytes(8 * per)) for _ in range(threads)]
     start = threading.Barrier(threads)
 
-    def work(mine: array[int]) -> None:
+    def work(began: array[int], took: array[int]) -> None:
         events, log, clock = _workload(fields, per), logger.log, time.perf_counter_ns
         start.wait()
         for i, event in enumerate(events):
             t0 = clock()
             log(**event)
-            mine[i] = clock() - t0
+            took[i] = clock() - t0
+            began[i] = t0
 
-    workers = [threading.Thread(target=work, args=(d,)) for d in durations]
+    workers = [
+        threading.Thread(target=work, args=pair) for pair in zip(starts, durations, strict=True)
+    ]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
-    merged = array("q")
-    for part in durations:
-        merged.extend(part)
-    return merged
+    merged_starts, merged = array("q"), array("q")
+    for began, took in zip(starts, durations, strict=True):
+        merged_starts.extend(began)
+        merged.extend(took)
+    return merged_starts, merged
 
 
 def _flat_out(
@@ -310,7 +315,8 @@ def _flat_out(
             logger.log(**fields[0])
             logger.flush(30)
         began = time.perf_counter()
-        durations = _log_from_threads(logger, fields, n, threads)
+        with GcWatch().watching() as gcs:
+            starts, durations = _log_from_threads(logger, fields, n, threads)
         logging_s = time.perf_counter() - began
         all_sent = logger.flush(600)
         seconds = time.perf_counter() - began
@@ -324,6 +330,7 @@ def _flat_out(
         finally:
             client.close()
     result = summarize(durations)
+    result.update(explain_slow(starts, durations, gcs))
     result.update(
         events=len(durations),
         logging_seconds=logging_s,

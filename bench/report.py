@@ -95,6 +95,8 @@ def caller_table(all_results: Sequence[Result]) -> Table:
             note = f"slow {r['slow']:,.0f} ({in_gc:,.0f} in GC"
             if in_gc:
                 note += f"; GC passes up to {_num(r.get('gc_max_us', 0))} µs"
+            if r.get("slowest_during_gc"):
+                note += "; the slowest in one"
             notes.append(note + ")")
         table.add_row(
             r["name"],

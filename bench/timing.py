@@ -58,14 +58,19 @@ class GcWatch:
             gc.callbacks.remove(self._callback)
 
 
-def _explain_slow(starts: Sequence[int], durations: Sequence[int], gcs: GcWatch) -> Result:
+def explain_slow(starts: Sequence[int], durations: Sequence[int], gcs: GcWatch) -> Result:
     """How many calls were over SLOW_NS, and how many of those overlapped a GC run."""
     spans = sorted(gcs.spans)
     slow = [(s, s + d) for s, d in zip(starts, durations, strict=True) if d > SLOW_NS]
     during_gc = sum(1 for a, b in slow if any(g0 < b and g1 > a for g0, g1 in spans))
+    worst = max(range(len(durations)), key=durations.__getitem__, default=None)
+    worst_in_gc = worst is not None and any(
+        g0 < starts[worst] + durations[worst] and g1 > starts[worst] for g0, g1 in spans
+    )
     return {
         "slow": len(slow),
         "slow_during_gc": during_gc,
+        "slowest_during_gc": worst_in_gc,
         "gc_runs": len(spans),
         "gc_max_us": max((g1 - g0 for g0, g1 in spans), default=0) / 1000,
     }
@@ -100,6 +105,6 @@ def timed_calls(
             durations[i] = t1 - t0
         elapsed = clock() - begin
     result = summarize(durations)
-    result.update(_explain_slow(starts, durations, watch))
+    result.update(explain_slow(starts, durations, watch))
     result["achieved_rate"] = n / (elapsed / 1e9) if elapsed else 0.0
     return result
