@@ -533,7 +533,6 @@ class Sender:
         self.spooled_total += sum(counts[:written])
         self.spool_dropped += sum(counts[written:])
         unsent = self.spooled
-        self.flushes_reached += 1
         dropped = self._owner.dropped_by_callers + self.spool_dropped
         self.all_sent = not left and written == len(rest) and not dropped
         if isinstance(spool, MemorySpool) and left:
