@@ -7,10 +7,13 @@ spool) happens in the sender thread, which XADDs pipelined batches.
 
 The sender (``producer/sender.py``) spools to disk what Redis cannot take
 (``producer/spool.py``) and replays it in order, and spills a burst to disk as soon as
-the buffer holds more than a few batches (``spill_at``), faster than callers can log.
-The caller's thread never touches the disk, so the buffer only has to absorb the
-sender's longest stall; an event that still finds it full is dropped and counted, as
-are events that find the spool full too.
+the buffer holds more than a few batches (``spill_at``). The caller's thread never
+touches the disk. Callers logging flat out from several threads can still outrun a
+sender that gets a fifth of the GIL: past ``pack_at`` they pack batches for it, and
+should the buffer fill all the same, ``log()`` waits for room (``wait_when_full``,
+giving the GIL to the sender) rather than drop an event the spool has room for. An
+event is dropped, and counted, only when the spool is off or full, after that wait, or
+after ``close()``.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class ProducerStats:
     spool_skipped: int  # damaged spool records that could not be read back
     spooled_total: int  # ever written to the spool: Redis away, or a burst
     in_flight: int  # taken by the sender, not yet sent, spooled or dropped
+    waited: int = 0  # log() calls that found the buffer full and waited for room
 
 
 class AICallLogger:
@@ -81,6 +85,10 @@ class AICallLogger:
     default 1 GiB). ``max_spool_bytes=0`` turns the disk off: failed batches are then
     held in memory (up to ``max_buffer`` events) and lost at exit. A logger that starts
     on a folder where a process that is gone left events sends those first.
+
+    Full buffer: only callers logging faster than the sender can spool (hundreds of
+    thousands of calls a second) fill it. ``log()`` then waits up to ``wait_when_full``
+    seconds for room, while the spool has room; ``0`` drops at once instead.
     """
 
     def __init__(
@@ -94,6 +102,7 @@ class AICallLogger:
         flush_interval: float = 0.05,
         max_payload_bytes: int = 16_384,
         exit_timeout: float = 5.0,
+        wait_when_full: float = 1.0,
         backoff: Callable[[], Backoff] = Backoff,
         spool_dir: str | os.PathLike[str] | None = None,
         max_spool_bytes: int | None = None,
@@ -120,6 +129,7 @@ class AICallLogger:
         self.flush_interval = flush_interval
         self.max_payload_bytes = max_payload_bytes
         self.exit_timeout = exit_timeout
+        self.wait_when_full = wait_when_full
         self.max_spool_bytes = max_spool_bytes
         self.spool_dir: Path | None = None
         if max_spool_bytes > 0:
@@ -147,8 +157,11 @@ class AICallLogger:
         self._wake = threading.Event()
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        #: Written by callers' threads: events logged, and dropped before the sender saw them.
-        self._logged = self.dropped_by_callers = 0
+        #: Written by callers' threads: events logged, dropped before the sender saw them,
+        #: and calls that found the buffer full and waited for room.
+        self._logged = self.dropped_by_callers = self.waited = 0
+        #: Held by a caller packing a batch (and by the sender reaching a flush marker).
+        self.pack_lock = threading.Lock()
         #: flush() calls so far: the sender does not wait for a full batch while one waits.
         self.flushes_asked = 0
         #: log() appends while the buffer is shorter than this: 0 once closed.
@@ -185,15 +198,47 @@ class AICallLogger:
                 if len(buffer) >= self._act_at:
                     self._act()
                 return event_id if type(event_id) is str else str(event_id)
-            # Full, or closed. No disk writes here: they would cost the caller
-            # milliseconds. The sender spills to disk long before this, unless it is
-            # starved or stuck.
-            self.dropped_by_callers += 1
-            self._wake.set()
-            return str(event_id)
+            return self._when_full(fields, str(event_id))
         except Exception:  # the promise: logging never breaks the caller
             self.dropped_by_callers += 1
             return ""
+
+    def _when_full(self, fields: dict[str, Any], event_id: str) -> str:
+        """The buffer is full, or the logger closed: wait for room if the spool can take it.
+
+        Only callers logging faster than the sender can spool get here (it spills to disk
+        long before). A sender at work holds its work lock: sleeping gives it the GIL it
+        was starved of, and it spills thousands of events a round, so the wait is short.
+        A sender waiting on Redis (hung, say) has let go of the lock: the caller takes it
+        and spills a round itself, the one case where a caller writes to the disk. The
+        spool off or full, or no room within ``wait_when_full``: the event is dropped and
+        counted.
+        """
+        sender = self._sender
+        if (
+            not self.closed
+            and self.wait_when_full > 0
+            and self.spool_dir is not None
+            and not sender.spool_full
+        ):
+            self.waited += 1
+            self._wake.set()
+            buffer = self._buffer
+            deadline = time.monotonic() + self.wait_when_full
+            while len(buffer) >= self._room and not self.closed and time.monotonic() < deadline:
+                if sender.work_lock.acquire(blocking=False):
+                    try:
+                        sender.relieve()
+                    finally:
+                        sender.work_lock.release()
+                else:
+                    time.sleep(0.001)
+            if len(buffer) < self._room:
+                buffer.append(fields)
+                return event_id
+        self.dropped_by_callers += 1
+        self._wake.set()
+        return event_id
 
     def _act(self) -> None:
         """The rare turns of ``log()``: the first call starts the sender; a full batch wakes it.
@@ -213,24 +258,33 @@ class AICallLogger:
     def _pack(self) -> None:
         """Callers are ahead of a sender that cannot get the GIL: pack the oldest batch.
 
-        One orjson call over ``batch_size`` events (~0.2 ms), once per ``batch_size``
-        calls while the buffer is this full: memory shrinks ~3x and the sender only has
-        to write bytes. No disk here. Events packed while the sender takes the next ones
-        may reach Redis a little out of order; none is lost.
+        One orjson call over ``batch_size`` events (~0.2 ms) whenever the buffer is this
+        full, so about one call in ``batch_size`` while callers stay ahead: memory
+        shrinks ~3x and the sender only has to write bytes. No disk here. Events packed
+        while the sender takes the next ones may reach Redis a little out of order; none
+        is lost.
         """
-        if self._logged % self.batch_size or len(self._packed) >= self.max_packed:
+        if len(self._packed) >= self.max_packed:
             return
-        popleft = self._buffer.popleft
-        items: list[Any] = []
+        # One packer at a time, the others go on logging; the sender takes the lock before
+        # it passes a flush marker, so that no batch older than the marker is still in a
+        # caller's hands then.
+        if not self.pack_lock.acquire(blocking=False):
+            return
         try:
-            for _ in range(self.batch_size):
-                items.append(popleft())
-        except IndexError:  # the sender took the rest meanwhile
-            pass
-        if items:
-            record = spill_batch(items, strict=True)  # None: a marker or an SDK object inside
-            events = sum(1 for item in items if type(item) is dict) if record is None else 0
-            self._packed.append((items, events) if record is None else (record, len(items)))
+            popleft = self._buffer.popleft
+            items: list[Any] = []
+            try:
+                for _ in range(self.batch_size):
+                    items.append(popleft())
+            except IndexError:  # the sender took the rest meanwhile
+                pass
+            if items:
+                record = spill_batch(items, strict=True)  # None: a marker or an SDK object
+                events = sum(1 for item in items if type(item) is dict) if record is None else 0
+                self._packed.append((items, events) if record is None else (record, len(items)))
+        finally:
+            self.pack_lock.release()
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything logged before this call has reached Redis.
@@ -299,6 +353,7 @@ class AICallLogger:
             spool_skipped=spool.skipped if spool is not None else 0,
             spooled_total=sender.spooled_total,
             in_flight=sender.in_flight + len(sender._pending),
+            waited=self.waited,
         )
 
     def _start_sender(self) -> None:

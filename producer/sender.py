@@ -127,9 +127,14 @@ class Sender:
         self.stopping = False
         self.markers: list[FlushMarker] = []  # released when pending is sent
         self.spool_markers: deque[tuple[int, FlushMarker]] = deque()
+        #: Reached while events older than them were still on their way: in a batch
+        #: callers packed, or in the batch this sender is sending while a caller spills
+        #: for it. Judged once those are sent or spooled (``_settle``).
+        self.deferred: list[FlushMarker] = []
         self.spool_full = False
         self.drops_seen = 0
         self.overflowing = False
+        self._relieving = False  # a caller spills for the sender: no Redis from its thread
         self._shards: ShardedStream | None = None
         self._wait_replicas = (0, 0)
 
@@ -253,13 +258,19 @@ class Sender:
                 else:
                     self._spill(spool, self._pending)
                 self._pending = []
-            for marker in self.markers:
-                self._reached(marker)
-                if sent:
-                    marker.done.set()
-                else:
-                    self.spool_markers.append((spool.appended, marker))
+            if self.markers and self._packed_before():
+                self.deferred += self.markers  # the next round, spooling, settles them
+            else:
+                for marker in self.markers:
+                    self._reached(marker)
+                    if sent:
+                        marker.done.set()
+                    else:
+                        self.spool_markers.append((spool.appended, marker))
             self.markers.clear()
+            if self.deferred and not self._packed_before():
+                self._settle(spool, self.deferred)
+                self.deferred = []
         else:
             self.stopping = self._spill_buffer(spool) or self.stopping
             # A burst goes to disk first; the replay, which encodes, waits for a lull.
@@ -282,6 +293,24 @@ class Sender:
             with self._unlocked():
                 time.sleep(self.retry_at - now)
         return False
+
+    def _packed_before(self) -> bool:
+        """Whether events perhaps older than a marker just taken are still on their way.
+
+        They may be in a batch callers packed (taking the pack lock waits out a caller
+        packing right now), or in the batch this sender is sending while a caller spills
+        for it (``relieve``).
+        """
+        if self._pending:
+            return True
+        with self._owner.pack_lock:
+            return bool(self._packed)
+
+    def _settle(self, spool: Spool, markers: list[FlushMarker]) -> None:
+        """Everything logged before ``markers`` is sent or spooled: released with the spool."""
+        for marker in markers:
+            self._reached(marker)
+            self.spool_markers.append((spool.appended, marker))
 
     def _asked(self) -> bool:
         """A flush() is waiting for a marker not reached yet, or close() was called."""
@@ -349,6 +378,8 @@ class Sender:
         records: list[bytes] = []
         counts: list[int] = []
         batches: list[list[Any]] = []
+        # Deferred markers: this round spools every batch packed before it began.
+        deferred, self.deferred = self.deferred, []
         for _ in range(len(self._packed)):  # older than anything still in the buffer
             packed, events = self._packed.popleft()
             if isinstance(packed, bytes):
@@ -377,14 +408,37 @@ class Sender:
                     fields = []
                     self._spill(spool, records, counts)
                     records, counts = [], []
-                    self._reached(item)
-                    self.spool_markers.append((spool.appended, item))
+                    if self._packed_before():
+                        self.deferred.append(item)
+                    else:
+                        self._reached(item)
+                        self.spool_markers.append((spool.appended, item))
                 elif item is STOP:
                     stop = True  # what a racing log() appended after it is spooled all the same
             self._add_records(fields, records, counts)
         self._spill(spool, records, counts)
         self.in_flight = 0
+        if self._pending:  # a caller spilled for a sender that still holds older events
+            self.deferred[:0] = deferred
+        else:
+            self._settle(spool, deferred)
         return stop
+
+    def relieve(self) -> None:
+        """A caller found the buffer full while this sender waits: spill one round for it.
+
+        Run by that caller's thread, holding the work lock, as ``close()`` does when it
+        takes over; the sender, back from Redis, waits for the lock. Never to Redis: a
+        caller must not wait on it, so what the spool cannot take is dropped and counted.
+        """
+        spool = self.spool
+        if spool is None or spool.closed or self.abandoned:
+            return
+        self._relieving = True
+        try:
+            self.stopping = self._spill_buffer(spool) or self.stopping
+        finally:
+            self._relieving = False
 
     def _add_records(
         self, batch: list[dict[str, Any]], records: list[bytes], counts: list[int]
@@ -414,7 +468,7 @@ class Sender:
                 )
             return
         events = [p for r in rest for p in (self._encode_spilled(r) if is_spilled(r) else [r])]
-        if time.monotonic() >= self.retry_at and self._try_send(events):
+        if not self._relieving and time.monotonic() >= self.retry_at and self._try_send(events):
             self.sent += len(events)  # out of order, but sent: better than lost
             return
         self.spool_dropped += len(events)

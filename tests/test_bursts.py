@@ -101,6 +101,81 @@ def test_a_million_events_from_four_threads_flat_out_are_a_million_rows(
     assert store_all(settings, db) == (1_000_000, logged)
 
 
+def test_callers_that_outrun_the_sender_wait_for_room_instead_of_dropping(
+    servers, settings, redis_client, tmp_path
+) -> None:
+    # A buffer of 2,000 events and room for 32 packed batches: four threads flat out
+    # fill both within milliseconds, whatever the machine, so callers must wait for the
+    # sender to spill (or spill for it) rather than drop what the spool has room for.
+    logger = AICallLogger(
+        servers.redis_url, stream=settings.stream, spool_dir=tmp_path / "spool", max_buffer=2_000
+    )
+    ids = log_flat_out(logger, 200_000)
+    during = logger.stats
+    assert logger.flush(120), logger.stats
+    logger.close()
+    assert during.waited > 0, during  # the buffer did fill: the wait was put to the test
+    assert during.dropped == 0 and logger.stats.dropped == 0
+    assert logger.stats.sent == 200_000
+    entries, seen = distinct_ids(redis_client, settings.stream)
+    assert entries == 200_000 and seen == {event_id for part in ids for event_id in part}
+
+
+def test_a_flush_that_says_true_mid_burst_means_everything_before_it_is_in_redis(
+    servers, settings, redis_client, tmp_path
+) -> None:
+    # Callers pack batches and wait for room while three more threads flush again and
+    # again (a burst is replayed from the spool once it ends, so each waits till then).
+    # Stream entry ids grow with arrival, so the stream's last id read as a flush returns
+    # True bounds the entry id of every event logged before that flush was called.
+    stream = settings.stream
+    logger = AICallLogger(
+        servers.redis_url, stream=stream, spool_dir=tmp_path / "spool", max_buffer=2_000
+    )
+    ids: list[list[str]] = [[] for _ in range(THREADS)]
+    done = threading.Event()
+    verdicts: list[tuple[list[str], tuple[int, int]]] = []
+
+    def flusher() -> None:
+        while not done.is_set():
+            before = [event_id for part in ids for event_id in part[:]]
+            if logger.flush(60):
+                last = redis_client.xinfo_stream(stream)["last-generated-id"].decode()
+                verdicts.append((before, _entry(last)))
+
+    def work(mine: list[str], n: int) -> None:
+        for i in range(n):
+            mine.append(logger.log(task="t", model="m", input_tokens=i))
+
+    workers = [threading.Thread(target=work, args=(ids[t], 50_000)) for t in range(THREADS)]
+    flushers = [threading.Thread(target=flusher) for _ in range(3)]
+    for thread in [*workers, *flushers]:
+        thread.start()
+    for worker in workers:
+        worker.join()
+    done.set()
+    for thread in flushers:
+        thread.join()
+    assert logger.flush(60), logger.stats
+    logger.close()
+    arrived: dict[str, tuple[int, int]] = {}
+    after = "-"
+    while page := redis_client.xrange(stream, min=after, count=20_000):
+        for entry_id, fields in page:
+            arrived[orjson.loads(fields[EVENT_FIELD])["id"]] = _entry(entry_id.decode())
+        after = "(" + page[-1][0].decode()
+    assert len(arrived) == 200_000
+    assert any(0 < len(before) < 200_000 for before, _ in verdicts)  # one asked mid-burst
+    for before, last in verdicts:
+        late = [event_id for event_id in before if arrived[event_id] > last]
+        assert not late, f"{len(late)} events logged before a flush that said True came after it"
+
+
+def _entry(entry_id: str) -> tuple[int, int]:
+    ms, seq = entry_id.split("-")
+    return int(ms), int(seq)
+
+
 @pytest.mark.timeout(600)
 def test_redis_stopped_for_20s_mid_burst_every_event_is_one_row(
     settings, db, tmp_path: Path

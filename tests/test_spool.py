@@ -318,22 +318,57 @@ def test_close_while_redis_hangs_spools_everything_in_order(tmp_path, servers, s
     client.close()
 
 
-def test_a_stalled_sender_drops_what_overflows_the_buffer_and_warns_once(
-    tmp_path, stream, caplog
-) -> None:
-    listener = socket.socket()  # Redis that never answers: the sender waits out a timeout
+def _hung_redis() -> socket.socket:
+    """A listener that accepts connections and never answers: each call waits out its timeout."""
+    listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
+    return listener
+
+
+def test_a_sender_stalled_on_redis_loses_nothing_the_callers_spool_the_overflow(
+    tmp_path, servers, stream, redis_client
+) -> None:
+    # The sender waits out a 60 s socket timeout for the whole test, holding its first
+    # batch: only callers spooling for it (they wait at most a second) keep the buffer from
+    # overflowing.
+    listener = _hung_redis()
+    try:
+        client = connect(f"redis://127.0.0.1:{listener.getsockname()[1]}/0", socket_timeout=60)
+        logger = AICallLogger(
+            client=client, stream=stream, spool_dir=tmp_path, max_buffer=1_000, backoff=fast_backoff
+        )
+        ids = [logger.log(task="t", model="m") for _ in range(5_000)]
+        stats = logger.stats
+        assert stats.dropped == 0 and stats.waited > 0
+        assert stats.spooled + stats.buffered + stats.in_flight == 5_000
+        logger.close(timeout=0.2)  # takes over the batch the sender holds: spooled too
+        assert logger.stats.spooled == 5_000 and logger.stats.dropped == 0
+    finally:
+        listener.close()
+    assert replay_spool(tmp_path, servers.redis_url) == 5_000
+    assert sorted(stream_ids(redis_client, stream)) == sorted(ids)
+
+
+def test_without_waiting_a_stalled_sender_drops_what_overflows_and_warns_once(
+    tmp_path, stream, caplog
+) -> None:
+    listener = _hung_redis()
     try:
         client = connect(f"redis://127.0.0.1:{listener.getsockname()[1]}/0", socket_timeout=1)
         logger = AICallLogger(
-            client=client, stream=stream, spool_dir=tmp_path, max_buffer=1_000, backoff=fast_backoff
+            client=client,
+            stream=stream,
+            spool_dir=tmp_path,
+            max_buffer=1_000,
+            backoff=fast_backoff,
+            wait_when_full=0,
         )
         for _ in range(5_000):  # far faster than one socket timeout
             logger.log(task="t", model="m")
         wait_until(lambda: logger.stats.spooled + logger.stats.dropped == 5_000)
         wait_until(lambda: "buffer has room again" in caplog.text)
-        assert logger.stats.dropped >= 3_500
+        assert logger.stats.dropped >= 3_500 and logger.stats.waited == 0
         assert caplog.text.count("buffer is full") == 1
         logger.close(timeout=0.2)
     finally:
