@@ -214,24 +214,27 @@ class AICallLogger:
         spool off or full, or no room within ``wait_when_full``: the event is dropped and
         counted.
         """
-        sender = self._sender
+        sender, thread = self._sender, self._thread
         if (
             not self.closed
             and self.wait_when_full > 0
             and self.spool_dir is not None
             and not sender.spool_full
+            and thread is not None
+            and thread.is_alive()
         ):
             self.waited += 1
             self._wake.set()
             buffer = self._buffer
             deadline = time.monotonic() + self.wait_when_full
             while len(buffer) >= self._room and not self.closed and time.monotonic() < deadline:
+                relieved = False
                 if sender.work_lock.acquire(blocking=False):
                     try:
-                        sender.relieve()
+                        relieved = sender.relieve()
                     finally:
                         sender.work_lock.release()
-                else:
+                if not relieved:
                     time.sleep(0.001)
             if len(buffer) < self._room:
                 buffer.append(fields)

@@ -424,21 +424,23 @@ class Sender:
             self._settle(spool, deferred)
         return stop
 
-    def relieve(self) -> None:
+    def relieve(self) -> bool:
         """A caller found the buffer full while this sender waits: spill one round for it.
 
         Run by that caller's thread, holding the work lock, as ``close()`` does when it
         takes over; the sender, back from Redis, waits for the lock. Never to Redis: a
         caller must not wait on it, so what the spool cannot take is dropped and counted.
+        False when there was nothing it could do: the spool not open yet, or closed.
         """
         spool = self.spool
         if spool is None or spool.closed or self.abandoned:
-            return
+            return False
         self._relieving = True
         try:
             self.stopping = self._spill_buffer(spool) or self.stopping
         finally:
             self._relieving = False
+        return True
 
     def _add_records(
         self, batch: list[dict[str, Any]], records: list[bytes], counts: list[int]
