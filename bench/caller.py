@@ -337,6 +337,7 @@ def _flat_out(
         seconds=seconds,
         spooled=stats.spooled_total,
         dropped=stats.dropped,
+        waited=stats.waited,
         stored=stored,
         all_sent=all_sent and stored == len(durations) + warm and stats.dropped == 0,
     )

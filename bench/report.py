@@ -90,6 +90,8 @@ def caller_table(all_results: Sequence[Result]) -> Table:
             notes.append(f"spooled to disk {r['spooled']:,.0f}")
         if r.get("dropped"):
             notes.append(f"dropped {r['dropped']:,.0f}")
+        if r.get("waited"):
+            notes.append(f"calls that waited for room {r['waited']:,.0f}")
         if "slow" in r:
             in_gc = r.get("slow_during_gc", 0)
             note = f"slow {r['slow']:,.0f} ({in_gc:,.0f} in GC"
@@ -148,7 +150,15 @@ def caller_targets_table(results: Sequence[Result]) -> Table:
 
 def bursts_table(results: Sequence[Result]) -> Table:
     table = Table(title="Bursts: nothing dropped while the spool has room", title_justify="left")
-    for column in ("measurement", "logging s", "all sent s", "spooled", "dropped", "in stream"):
+    for column in (
+        "measurement",
+        "logging s",
+        "all sent s",
+        "spooled",
+        "dropped",
+        "waited",
+        "in stream",
+    ):
         table.add_column(column, justify="left" if column == "measurement" else "right")
     for r in results:
         table.add_row(
@@ -157,6 +167,7 @@ def bursts_table(results: Sequence[Result]) -> Table:
             f"{r['seconds']:.1f}",
             f"{r['spooled']:,.0f}",
             f"dropped={r['dropped']:,.0f}",
+            f"{r.get('waited', 0):,.0f}",
             f"{r['stored']:,.0f}",
         )
     return table
