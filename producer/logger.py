@@ -221,7 +221,7 @@ class AICallLogger:
             and self.spool_dir is not None
             and not sender.spool_full
             and thread is not None
-            and thread.is_alive()
+            and (thread.ident is None or thread.is_alive())  # starting (no ident yet) or running
         ):
             self.waited += 1
             self._wake.set()

@@ -104,13 +104,19 @@ def test_a_million_events_from_four_threads_flat_out_are_a_million_rows(
 def test_callers_that_outrun_the_sender_wait_for_room_instead_of_dropping(
     servers, settings, redis_client, tmp_path
 ) -> None:
-    # A buffer of 2,000 events and room for 32 packed batches: four threads flat out
-    # fill both within milliseconds, whatever the machine, so callers must wait for the
-    # sender to spill (or spill for it) rather than drop what the spool has room for.
+    # A buffer of 2,000 events and room for 32 packed batches, and the sender held back
+    # for the burst's first 0.3 s (its work lock taken before it starts, so no caller can
+    # spill either): the buffer fills for certain, whatever the machine, and callers must
+    # wait for room rather than drop what the spool has room for.
     logger = AICallLogger(
         servers.redis_url, stream=settings.stream, spool_dir=tmp_path / "spool", max_buffer=2_000
     )
+    held = logger._sender.work_lock
+    held.acquire()
+    release = threading.Timer(0.3, held.release)
+    release.start()
     ids = log_flat_out(logger, 200_000)
+    release.join()
     during = logger.stats
     assert logger.flush(120), logger.stats
     logger.close()
@@ -137,6 +143,7 @@ def test_a_flush_that_says_true_mid_burst_means_everything_before_it_is_in_redis
     verdicts: list[tuple[list[str], tuple[int, int]]] = []
 
     def flusher() -> None:
+        wait_for(lambda: logger._logged >= 1_000, timeout=60, interval=0.001, what="the burst")
         while not done.is_set():
             before = [event_id for part in ids for event_id in part[:]]
             if logger.flush(60):

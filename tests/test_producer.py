@@ -116,7 +116,9 @@ def test_redis_down_never_raises_nor_blocks_the_caller(tmp_path, spool) -> None:
 
 def test_full_buffer_drops_and_counts_instead_of_growing() -> None:
     client = fakeredis.FakeRedis()
-    logger = AICallLogger(client=client, stream="s", max_buffer=10)
+    # wait_when_full=0: a caller that finds the buffer full drops at once instead of
+    # waiting for a sender to make room (tests/test_bursts.py has the waiting).
+    logger = AICallLogger(client=client, stream="s", max_buffer=10, wait_when_full=0)
     logger._thread = threading.Thread()  # a sender that never runs: the buffer only fills
     for _ in range(25):
         logger.log(task="t", model="m")
