@@ -30,12 +30,13 @@ LOCK = re.compile(r"^(\d{20}-\d+-[0-9a-f]{6})\.lock$")
 _CRC_PIECE = 4096
 
 
-def crc(payload: bytes, seed: int) -> int:
+def record_crc(payload: bytes, seed: int) -> int:
     """``zlib.crc32(payload, seed)``, computed without giving up the GIL.
 
     A sender that gives up the GIL once per spooled record, while callers log flat out
     from several threads, waits a switch interval (5 ms) or more to get it back each time:
     a burst's 1,600 records took it seconds, the buffer filled and callers dropped events.
+    Writing and reading records both check with this.
     """
     if len(payload) <= _CRC_PIECE:
         return zlib.crc32(payload, seed)
@@ -47,7 +48,7 @@ def crc(payload: bytes, seed: int) -> int:
 
 def frame(payload: bytes) -> bytes:
     """One record as it is written to a segment."""
-    return HEAD.pack(MAGIC, len(payload), crc(payload, len(payload))) + payload
+    return HEAD.pack(MAGIC, len(payload), record_crc(payload, len(payload))) + payload
 
 
 def parse_records(data: bytes) -> tuple[list[bytes], int]:
@@ -61,7 +62,7 @@ def parse_records(data: bytes) -> tuple[list[bytes], int]:
             stop = pos + HEAD.size + length
             if stop <= end:
                 payload = data[pos + HEAD.size : stop]
-                if zlib.crc32(payload, length) == crc:
+                if record_crc(payload, length) == crc:
                     records.append(payload)
                     pos = stop
                     continue
@@ -96,7 +97,7 @@ def read_header(path: Path) -> tuple[str | None, int, int]:
         if len(head) == HEAD.size:
             magic, length, crc = HEAD.unpack(head)
             payload = file.read(min(length, 65_536))
-            if magic == MAGIC and len(payload) == length and zlib.crc32(payload, length) == crc:
+            if magic == MAGIC and len(payload) == length and record_crc(payload, length) == crc:
                 with contextlib.suppress(ValueError):
                     header = orjson.loads(payload)
                     if isinstance(header, dict) and "ailedger_spool" in header:
