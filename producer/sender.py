@@ -258,19 +258,18 @@ class Sender:
                 else:
                     self._spill(spool, self._pending)
                 self._pending = []
-            if self.markers and self._packed_before():
+            if (self.markers or self.deferred) and self._packed_before():
                 self.deferred += self.markers  # the next round, spooling, settles them
             else:
-                for marker in self.markers:
-                    self._reached(marker)
-                    if sent:
-                        marker.done.set()
-                    else:
-                        self.spool_markers.append((spool.appended, marker))
-            self.markers.clear()
-            if self.deferred and not self._packed_before():
-                self._settle(spool, self.deferred)
+                self._settle(spool, self.deferred)  # older than this round's markers
                 self.deferred = []
+                if sent:
+                    for marker in self.markers:
+                        self._reached(marker)
+                        marker.done.set()
+                else:
+                    self._settle(spool, self.markers)
+            self.markers.clear()
         else:
             self.stopping = self._spill_buffer(spool) or self.stopping
             # A burst goes to disk first; the replay, which encodes, waits for a lull.
@@ -411,8 +410,7 @@ class Sender:
                     if self._packed_before():
                         self.deferred.append(item)
                     else:
-                        self._reached(item)
-                        self.spool_markers.append((spool.appended, item))
+                        self._settle(spool, [item])
                 elif item is STOP:
                     stop = True  # what a racing log() appended after it is spooled all the same
             self._add_records(fields, records, counts)
