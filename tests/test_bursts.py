@@ -12,6 +12,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,14 +65,21 @@ def log_flat_out(logger: AICallLogger, total: int, *, threads: int = THREADS) ->
     return ids
 
 
-def distinct_ids(client: redis.Redis, stream: str) -> tuple[int, set[str]]:
-    """(entries, distinct event ids) in the stream, read in pages."""
-    entries, seen, after = 0, set(), "-"
+def stream_events(client: redis.Redis, stream: str) -> Iterator[tuple[str, str]]:
+    """(entry id, event id) of every entry in the stream, oldest first, read in pages."""
+    after = "-"
     while page := client.xrange(stream, min=after, count=20_000):
-        entries += len(page)
-        seen.update(orjson.loads(fields[EVENT_FIELD])["id"] for _id, fields in page)
-        last = page[-1][0].decode()
-        after = "(" + last
+        for entry_id, fields in page:
+            yield entry_id.decode(), orjson.loads(fields[EVENT_FIELD])["id"]
+        after = "(" + page[-1][0].decode()
+
+
+def distinct_ids(client: redis.Redis, stream: str) -> tuple[int, set[str]]:
+    """(entries, distinct event ids) in the stream."""
+    entries, seen = 0, set()
+    for _entry_id, event_id in stream_events(client, stream):
+        entries += 1
+        seen.add(event_id)
     return entries, seen
 
 
@@ -165,12 +173,9 @@ def test_a_flush_that_says_true_mid_burst_means_everything_before_it_is_in_redis
         thread.join()
     assert logger.flush(60), logger.stats
     logger.close()
-    arrived: dict[str, tuple[int, int]] = {}
-    after = "-"
-    while page := redis_client.xrange(stream, min=after, count=20_000):
-        for entry_id, fields in page:
-            arrived[orjson.loads(fields[EVENT_FIELD])["id"]] = _entry(entry_id.decode())
-        after = "(" + page[-1][0].decode()
+    arrived = {
+        event_id: _entry(entry_id) for entry_id, event_id in stream_events(redis_client, stream)
+    }
     assert len(arrived) == 200_000
     assert any(0 < len(before) < 200_000 for before, _ in verdicts)  # one asked mid-burst
     for before, last in verdicts:
