@@ -109,6 +109,17 @@ def free_port() -> int:
         return port
 
 
+def hung_redis() -> socket.socket:
+    """A listener that accepts connections and never answers: each call waits out its timeout.
+
+    ``redis://127.0.0.1:<getsockname()[1]>/0`` reaches it; close it when done.
+    """
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    return listener
+
+
 # -- a private Redis -----------------------------------------------------------
 
 

@@ -9,7 +9,6 @@ each logged id exactly once.
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from ailedger.settings import Settings
 from producer import AICallLogger, ProducerStats
 from producer.backoff import Backoff
 from producer.constants import EVENT_FIELD
-from tests.faults import RedisServer, free_port, run_ailedger, stored, wait_for
+from tests.faults import RedisServer, free_port, hung_redis, run_ailedger, stored, wait_for
 
 THREADS = 4
 
@@ -330,9 +329,7 @@ def _event(entry: tuple[bytes, dict[bytes, bytes]]) -> dict[str, Any]:
 
 
 def test_a_hung_redis_costs_no_event_of_a_burst(tmp_path) -> None:
-    listener = socket.socket()  # accepts connections, never answers
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
+    listener = hung_redis()
     try:
         logger = AICallLogger(
             f"redis://127.0.0.1:{listener.getsockname()[1]}/0",

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from producer.constants import EVENT_FIELD
 from producer.replay import replay_spool
 from producer.spool import DiskSpool, frame
 from producer.wire import encode_event
-from tests.faults import free_port, redis_server_binary
+from tests.faults import free_port, hung_redis, redis_server_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -297,9 +296,7 @@ def test_a_redis_that_stops_answering_is_spooled_around(tmp_path, redis_server, 
 
 
 def test_close_while_redis_hangs_spools_everything_in_order(tmp_path, servers, stream) -> None:
-    listener = socket.socket()  # accepts connections, never answers: each call times out
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
+    listener = hung_redis()  # each call times out
     spool_dir = tmp_path / "spool"
     try:
         client = connect(f"redis://127.0.0.1:{listener.getsockname()[1]}/0", socket_timeout=60)
@@ -318,21 +315,13 @@ def test_close_while_redis_hangs_spools_everything_in_order(tmp_path, servers, s
     client.close()
 
 
-def _hung_redis() -> socket.socket:
-    """A listener that accepts connections and never answers: each call waits out its timeout."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    return listener
-
-
 def test_a_sender_stalled_on_redis_loses_nothing_the_callers_spool_the_overflow(
     tmp_path, servers, stream, redis_client
 ) -> None:
     # The sender waits out a 60 s socket timeout for the whole test, holding its first
     # batch: only callers spooling for it (they wait at most a second) keep the buffer from
     # overflowing.
-    listener = _hung_redis()
+    listener = hung_redis()
     try:
         client = connect(f"redis://127.0.0.1:{listener.getsockname()[1]}/0", socket_timeout=60)
         logger = AICallLogger(
@@ -353,7 +342,7 @@ def test_a_sender_stalled_on_redis_loses_nothing_the_callers_spool_the_overflow(
 def test_without_waiting_a_stalled_sender_drops_what_overflows_and_warns_once(
     tmp_path, stream, caplog
 ) -> None:
-    listener = _hung_redis()
+    listener = hung_redis()
     try:
         client = connect(f"redis://127.0.0.1:{listener.getsockname()[1]}/0", socket_timeout=1)
         logger = AICallLogger(
