@@ -9,6 +9,7 @@ and a service all find the same job from the same key, in any language:
 
 from __future__ import annotations
 
+import functools
 import re
 from uuid import UUID, uuid5
 
@@ -41,11 +42,13 @@ def job_uuid(key: object) -> tuple[UUID, str | None]:
 CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
+@functools.lru_cache(maxsize=4096, typed=True)
 def job_id_text(key: object) -> tuple[str, str | None]:
     """``job_uuid`` as text: ``(the job UUID's canonical text, key)``.
 
     A key that is a UUID in canonical text already (what producers send) is its own
-    text: nothing is parsed or formatted.
+    text: nothing is parsed or formatted. Remembered for the last few thousand keys
+    (typed: 1 and True are one key to a plain cache): a job's calls repeat its id.
     """
     if isinstance(key, str) and CANONICAL_UUID.fullmatch(key):
         return key, None

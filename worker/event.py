@@ -6,12 +6,19 @@ cost (ids, task, model, timestamps, token counts, a reported cost, the action) a
 strict: a bad one rejects the entry, which is kept in the dead letters. Descriptive
 fields (breakdown, payloads, messages) are soft: a bad one is dropped or cleaned and
 the row notes it, so the call's cost record is never lost to a malformed extra.
+
+Most entries take a fast path first (:func:`parse_fast`): one compiled decode and check
+(msgspec) of exactly the shapes producers write, giving what the careful path would
+give. Anything else (other spellings, escapes, aliases, a value to clean or refuse)
+goes the careful way: orjson, then pydantic, whose messages and notes the rows keep.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,6 +26,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal, Required
 from uuid import UUID
 
+import msgspec
 import orjson
 from pydantic import (
     AfterValidator,
@@ -237,10 +245,11 @@ _JSON_FIELDS = ("request_data", "response_data")
 
 @dataclass(slots=True)
 class ParsedEvent:
+    #: The validated fields, without request_data and response_data: those are in ``json``.
     event: CallEvent
     notes: dict[str, str] = field(default_factory=dict)
     #: request_data / response_data as the JSON text stored in their jsonb columns:
-    #: encoded once here, where their size and content are checked.
+    #: checked here for size and content, and encoded at most once.
     json: dict[str, str] = field(default_factory=dict)
 
 
@@ -345,11 +354,12 @@ def _encode_unusual(value: Any, notes: dict[str, str], name: str) -> bytes:
 def _clean_json(event: CallEvent, notes: dict[str, str]) -> dict[str, str]:
     """JSONB cannot hold \\u0000 or lone surrogates; oversized payloads are dropped.
 
-    Returns the JSON text of each payload kept, for its jsonb column.
+    Returns the JSON text of each payload kept, for its jsonb column; the event keeps
+    none of them (a payload left out is noted, a payload kept is in the texts).
     """
     texts: dict[str, str] = {}
     for name in _JSON_FIELDS:
-        value = event.get(name)
+        value = event.pop(name, None)  # type: ignore[misc]
         if value is None:
             continue
         try:
@@ -360,11 +370,8 @@ def _clean_json(event: CallEvent, notes: dict[str, str]) -> dict[str, str]:
             encoded = encoded.replace(b"\\u0000", b"")
             notes[name] = "NUL characters removed"
         if len(encoded) > MAX_JSON_BYTES:
-            event[name] = None  # type: ignore[literal-required]
             notes[name] = f"dropped: {len(encoded)} bytes is over the {MAX_JSON_BYTES}-byte cap"
             continue
-        if name in notes:
-            event[name] = json.loads(encoded)  # type: ignore[literal-required]
         texts[name] = encoded.decode()
     return texts
 
@@ -418,12 +425,126 @@ def parse_payload(
     return ParsedEvent(event, notes, texts)
 
 
+# The fast path. msgspec decodes and checks, in one compiled step, the shapes producers
+# write: a JSON integer for a count, a string for a name, an RFC 3339 timestamp. A
+# mismatch is no error here, only a reason to take the careful path, which decides.
+# Each constraint is the careful path's own (CallEvent), or narrower.
+_FastName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+_FastCount = Annotated[int, msgspec.Meta(ge=0, le=INT32_MAX)]
+#: RFC 3339 with at most microseconds (pydantic truncates finer digits, msgspec rounds):
+#: checked before ``datetime.fromisoformat``, which reads these exactly as pydantic does.
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)").fullmatch
+_FastUnit = Annotated[float, msgspec.Meta(ge=0, le=1)]
+
+
+class _FastEvent(TypedDict, total=False):
+    id: Required[UUID]
+    timestamp: Required[str | int | float]
+    task: Required[_FastName]
+    model: Required[_FastName]
+    job_id: int | str | None
+    provider: _FastName | None
+    input_tokens: _FastCount | None
+    output_tokens: _FastCount | None
+    cache_read_tokens: _FastCount | None
+    cache_write_tokens: _FastCount | None
+    cache_write_1h_tokens: _FastCount | None
+    latency_ms: _FastCount | None
+    cost: float | int | str | None
+    action: Literal["use_ai_result", "fallback_to_rules"] | None
+    image_id: Annotated[str, msgspec.Meta(max_length=MAX_KEY)] | int | None
+    service: _FastName | None
+    confidence_score: float | int | str | None
+    confidence_breakdown: dict[str, _FastUnit] | None
+    fallback_reason: str | None
+    error_message: str | None
+    # The JSON text as sent, stored as it is (jsonb parses it): not decoded, not re-encoded.
+    request_data: msgspec.Raw
+    response_data: msgspec.Raw
+
+
+_FAST = msgspec.json.Decoder(_FastEvent)
+#: Rare fields whose lax rules (numbers as text, floats as decimals) stay pydantic's.
+_COST = TypeAdapter(Cost)
+_SCORE = TypeAdapter(Score)
+
+
+#: ``_job_ref`` of an integer or a string, remembered: a job's calls repeat its id.
+#: (Typed: 1 and True are equal keys to a plain cache, and True is no job.)
+_job_text = functools.lru_cache(maxsize=4096, typed=True)(_job_ref)
+
+
+def _trimmed(value: str | None) -> bool:
+    # Python strips every character pydantic's strip_whitespace does (and a few more).
+    return value is None or value == value.strip()
+
+
+def parse_fast(raw: bytes) -> ParsedEvent | None:
+    """The entry validated in one compiled step, or None: then only the careful path decides.
+
+    Returns exactly what :func:`parse_payload` returns for the same entry (the payload
+    texts aside, which keep the producer's spelling), never a rejection.
+    """
+    # Any \u escape (a NUL, a lone surrogate, a control character), an OpenTelemetry
+    # name, the producer's note of fields it left out: each needs the careful path's care.
+    if b"\\u" in raw or b"gen_ai." in raw or b"_encode_error" in raw:
+        return None
+    try:
+        event: Any = _FAST.decode(raw)
+        if not (
+            _trimmed(event["task"])
+            and _trimmed(event["model"])
+            and _trimmed(event.get("provider"))
+            and _trimmed(event.get("service"))
+        ):
+            return None
+        when = event["timestamp"]
+        if type(when) is str:
+            if not _RFC3339(when):
+                return None
+            event["timestamp"] = _plausible_time(datetime.fromisoformat(when))
+        else:
+            event["timestamp"] = _plausible_time(_epoch_seconds(when))
+        if (job := event.get("job_id")) is not None:
+            event["job_id"] = _job_text(job)
+        if type(image := event.get("image_id")) is int:
+            image = event["image_id"] = str(image)
+            if len(image) > MAX_KEY:
+                return None
+        if (cost := event.get("cost")) is not None:
+            event["cost"] = _COST.validate_python(cost)
+        if (score := event.get("confidence_score")) is not None:
+            event["confidence_score"] = _SCORE.validate_python(score)
+    except Exception:  # msgspec's refusal, pydantic's, a validator's: the careful path decides
+        return None
+    notes: dict[str, str] = {}
+    texts: dict[str, str] = {}
+    for name in _JSON_FIELDS:
+        payload = event.pop(name, None)
+        if payload is None:
+            continue
+        text = bytes(payload)
+        if text == b"null":
+            continue
+        if text[:1] != b"{" or len(text) > MAX_JSON_BYTES:
+            return None
+        texts[name] = text.decode()
+    if len(raw) > MAX_TEXT:
+        _clean_text(event, notes)
+    if "cache_write_1h_tokens" in event:
+        _cache_write_total(event, notes)
+    return ParsedEvent(event, notes, texts)
+
+
 def parse_entry(fields: dict[bytes, bytes]) -> ParsedEvent | Rejection:
     """Validate one raw stream entry as read by XREADGROUP."""
     raw = fields.get(EVENT_FIELD)
     if raw is None:
         names = ", ".join(sorted(k.decode("utf-8", "replace") for k in fields)) or "none"
         return Rejection(f"stream entry has no {EVENT_FIELD.decode()!r} field (fields: {names})")
+    fast = parse_fast(raw)
+    if fast is not None:
+        return fast
     try:
         payload = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -57,8 +57,8 @@ def prepare_batch(
 ) -> PreparedBatch:
     """Validate every entry; price and score the valid ones; keep the others as rejects."""
     batch = PreparedBatch()
-    parsed: list[tuple[ParsedEvent, bytes, dict[bytes, bytes]]] = []
-    seen: set[Any] = set()
+    parsed: list[tuple[ParsedEvent, str, bytes, dict[bytes, bytes]]] = []
+    seen: set[str] = set()
     for stream_id, fields in entries:
         batch.ids.append(stream_id)
         result = parse_entry(fields)
@@ -73,16 +73,16 @@ def prepare_batch(
                 )
             )
             continue
-        event_id = result.event["id"]
+        event_id = str(result.event["id"])
         if event_id in seen:
             continue  # the same event sent twice in one batch: the table keeps one
         seen.add(event_id)
-        parsed.append((result, stream_id, fields))
+        parsed.append((result, event_id, stream_id, fields))
 
-    prices = pricebook.price_batch([p.event for p, _, _ in parsed])
+    prices = pricebook.price_batch([p.event for p, _, _, _ in parsed])
     weights = settings.confidence_weights
     rows = batch.rows
-    for (item, stream_id, fields), priced in zip(parsed, prices, strict=True):
+    for (item, event_id, stream_id, fields), priced in zip(parsed, prices, strict=True):
         event = item.event
         cost = priced.cost
         if cost is not None and cost >= MAX_CALL_COST:
@@ -96,7 +96,7 @@ def prepare_batch(
                         f" of {event['model']}); check the token counts the service sent"
                     ),
                     raw=raw_payload(fields),
-                    event_id=str(event["id"]),
+                    event_id=event_id,
                     delivery_count=(delivery_counts or {}).get(stream_id, 1),
                 )
             )
@@ -123,7 +123,7 @@ def prepare_batch(
         # Positional, in Row's (the table's) column order: the hot path of every batch.
         rows.append(
             Row(
-                str(event["id"]),
+                event_id,
                 event["timestamp"],
                 job_id,
                 job_key,

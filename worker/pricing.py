@@ -275,16 +275,50 @@ class PriceBook:
 
         ``failed``: the call ended in an error; with no usage reported it costs nothing.
         """
+        self._refresh()
+        return self._price(
+            provider,
+            model,
+            timestamp,
+            input_tokens,
+            output_tokens,
+            cache_read_tokens,
+            cache_write_tokens,
+            cache_write_1h_tokens,
+            has_image,
+            failed,
+            reported_cost,
+        )
+
+    def _price(
+        self,
+        provider: str | None,
+        model: str,
+        timestamp: datetime,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        cache_read_tokens: int | None,
+        cache_write_tokens: int | None,
+        cache_write_1h_tokens: int | None,
+        has_image: bool,
+        failed: bool,
+        reported_cost: Decimal | None,
+    ) -> Priced:
         if reported_cost is not None:
             return Priced(reported_cost, "reported")
-        self._refresh()
         timestamp = _aware(timestamp)
         rates = self._rates(provider, model, timestamp)
         if rates is None:
             return UNPRICED
         image_charge = rates.per_image if has_image else None
-        tokens = (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
-        if tokens == (None,) * 4 and rates.per_request is None and image_charge is None:
+        if (
+            input_tokens is None
+            and output_tokens is None
+            and cache_read_tokens is None
+            and cache_write_tokens is None
+            and rates.per_request is None
+            and image_charge is None
+        ):
             # Nothing the price is per is known: $0 would be a guess, unless the call failed.
             return NO_USAGE if failed else UNPRICED
         cr = cache_read_tokens or 0
@@ -304,21 +338,22 @@ class PriceBook:
         return Priced(cost, rates.source)
 
     def price_batch(self, events: Sequence[CallEvent]) -> list[Priced]:
-        """Price validated events, in order."""
-        price = self.price
+        """Price validated events, in order (overrides refreshed once for the batch)."""
+        self._refresh()
+        price = self._price
         return [
             price(
                 e.get("provider"),
                 e["model"],
                 e["timestamp"],
-                input_tokens=e.get("input_tokens"),
-                output_tokens=e.get("output_tokens"),
-                cache_read_tokens=e.get("cache_read_tokens"),
-                cache_write_tokens=e.get("cache_write_tokens"),
-                cache_write_1h_tokens=e.get("cache_write_1h_tokens"),
-                has_image=e.get("image_id") is not None,
-                failed=e.get("error_message") is not None,
-                reported_cost=e.get("cost"),
+                e.get("input_tokens"),
+                e.get("output_tokens"),
+                e.get("cache_read_tokens"),
+                e.get("cache_write_tokens"),
+                e.get("cache_write_1h_tokens"),
+                e.get("image_id") is not None,
+                e.get("error_message") is not None,
+                e.get("cost"),
             )
             for e in events
         ]
