@@ -185,6 +185,25 @@ def test_inserted_rows_are_rolled_up_at_every_grain(db) -> None:
     )
 
 
+def test_names_with_array_syntax_in_them_are_rolled_up_as_written(db) -> None:
+    """The upsert sends its columns as array literals: quotes, commas, braces stay data."""
+    odd = ('say "hi"', "back\\slash", "a,b", "{braces}", "NULL", " spaced ", "ünï", '\\"')
+    rng = random.Random(7)
+    rows = [
+        row._replace(
+            task=rng.choice(odd),
+            model=rng.choice(odd),
+            provider=rng.choice((*odd, None)),
+            fallback_reason=rng.choice(odd) if row.action == "fallback_to_rules" else None,
+        )
+        for row in make_rows(rng, 600)
+    ]
+    assert write_batch(db, rows, stream="s") == 600
+    assert_rollups_match(db)
+    stored = {t for (t,) in db.execute("SELECT DISTINCT task FROM ai_call_rollups")}
+    assert stored == {row.task for row in rows}
+
+
 def test_a_batch_delivered_again_adds_nothing(db) -> None:
     rng = random.Random(2)
     first, second = make_rows(rng, 600), make_rows(rng, 400)

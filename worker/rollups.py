@@ -266,25 +266,49 @@ def _histogram(counts: list[int]) -> str:
     return "{" + ",".join(map(str, counts)) + "}"
 
 
+# The upsert's columns go as array literals written here, one string per column:
+# psycopg's list dumper handles each element in Python (a dumper call and a regex
+# each). For a batch of the bench's traffic (~130 rollup keys, 23 columns) that was
+# 16% of the writer's own work: 73.5k instructions a row before, 61.7k after.
+def _texts(values: Sequence[str]) -> str:
+    """A text[] literal: every element quoted, its backslashes and quotes escaped."""
+    if not values:
+        return "{}"
+    return '{"' + '","'.join(v.replace("\\", "\\\\").replace('"', '\\"') for v in values) + '"}'
+
+
+def _numbers(values: Sequence[int | Decimal | None]) -> str:
+    """A numeric array literal (bigint[], numeric[], integer[]); None is NULL."""
+    return "{" + ",".join("NULL" if v is None else str(v) for v in values) + "}"
+
+
 def add_rollups(cur: psycopg.Cursor[Any], rows: Sequence[Any]) -> None:
     """Add ``rows`` (just inserted, in this transaction) to the rollups: one upsert per key."""
     if not rows:
         return
     rollups, reasons = roll_up(rows)
     keys = list(rollups)
-    columns: list[list[Any]] = [[k[i] for k in keys] for i in range(5)]
     figures = list(rollups.values())
-    columns += [[r.n[i] for r in figures] for i in range(_TALLIES)]
-    columns += [
-        [r.cost for r in figures],
-        [r.confidence_sum for r in figures],
-        [r.latency_max for r in figures],
-        [_histogram(r.latency_hist) for r in figures],
-        [_histogram(r.confidence_hist) for r in figures],
+    columns = [
+        _texts([k[0] for k in keys]),
+        _texts([k[1].isoformat() for k in keys]),
+        *(_texts([k[i] for k in keys]) for i in (2, 3, 4)),
+        *(_numbers([r.n[i] for r in figures]) for i in range(_TALLIES)),
+        _numbers([r.cost for r in figures]),
+        _numbers([r.confidence_sum for r in figures]),
+        _numbers([r.latency_max for r in figures]),
+        _texts([_histogram(r.latency_hist) for r in figures]),
+        _texts([_histogram(r.confidence_hist) for r in figures]),
     ]
     cur.execute(_UPSERT, columns)
     if reasons:
         why = list(reasons)
         cur.execute(
-            _UPSERT_REASONS, [*([k[i] for k in why] for i in range(5)), list(reasons.values())]
+            _UPSERT_REASONS,
+            [
+                _texts([k[0] for k in why]),
+                _texts([k[1].isoformat() for k in why]),
+                *(_texts([k[i] for k in why]) for i in (2, 3, 4)),
+                _numbers(list(reasons.values())),
+            ],
         )
