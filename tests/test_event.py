@@ -238,6 +238,7 @@ _VALUES: dict[str, Any] = {
         st.just("not an object"),
     ),
     "extra": st.text(max_size=10),
+    "_encode_error": st.text(max_size=10),
 }
 
 
