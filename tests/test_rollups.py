@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ailedger.api.rollups import GRAINS, ceil_time, cover, floor_time
+from worker.rollups import roll_up
 from worker.store import Row, write_batch
 
 T0 = datetime(2025, 3, 30, 22, 0, tzinfo=UTC)
@@ -213,6 +214,16 @@ def test_a_batch_delivered_again_adds_nothing(db) -> None:
     assert stored_rollups(db) == before
     # Half old, half new: only the new half counts.
     assert write_batch(db, first[:300] + second, stream="s") == 400
+    assert_rollups_match(db)
+
+
+def test_tallies_added_up_beforehand_count_only_the_rows_inserted(db) -> None:
+    """The worker adds a batch up before its COPY: a batch partly stored counts its new rows."""
+    rng = random.Random(3)
+    first, second = make_rows(rng, 500), make_rows(rng, 300)
+    assert write_batch(db, first, stream="s", tallies=roll_up(first)) == 500
+    again = first[:200] + second
+    assert write_batch(db, again, stream="s", tallies=roll_up(again)) == 300
     assert_rollups_match(db)
 
 

@@ -16,6 +16,7 @@ from producer.jobs import job_id_text
 from producer.scoring import confidence_score, decide_action
 from worker.event import ParsedEvent, Rejection, parse_entry
 from worker.pricing import PriceBook
+from worker.rollups import Tallies, roll_up
 from worker.settings import WorkerSettings
 from worker.store import Reject, Row
 
@@ -35,6 +36,8 @@ class PreparedBatch:
     #: (stream id, raw payload) of each row, in row order: what a refused row is kept as.
     sources: list[tuple[bytes, bytes]] = field(default_factory=list)
     unpriced: int = 0
+    #: ``roll_up(rows)``: the batch's rollups, added up while the previous batch commits.
+    tallies: Tallies | None = None
 
 
 _encode = msgspec.json.Encoder().encode
@@ -160,4 +163,5 @@ def prepare_batch(
                 event.get("service"),
             )
         )
+    batch.tallies = roll_up(rows)
     return batch

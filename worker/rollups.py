@@ -165,7 +165,11 @@ def reason_key(reason: str | None) -> str:
     return _REASON_NUMBER.sub("<n>", reason or "")[:200]
 
 
-def roll_up(rows: Sequence[Any]) -> tuple[dict[GrainKey, _Rollup], dict[GrainKey, int]]:
+#: What :func:`roll_up` returns: the rollups, and the fallback-reason counts.
+Tallies = tuple[dict[GrainKey, "_Rollup"], dict[GrainKey, int]]
+
+
+def roll_up(rows: Sequence[Any]) -> Tallies:
     """The rollups (minute, hour and day, UTC) and fallback-reason counts of ``rows``.
 
     ``rows`` are named tuples with ``ai_call_logs``'s column names (worker.store.Row).
@@ -282,11 +286,16 @@ def _numbers(values: Sequence[int | Decimal | None]) -> str:
     return "{" + ",".join("NULL" if v is None else str(v) for v in values) + "}"
 
 
-def add_rollups(cur: psycopg.Cursor[Any], rows: Sequence[Any]) -> None:
-    """Add ``rows`` (just inserted, in this transaction) to the rollups: one upsert per key."""
+def add_rollups(
+    cur: psycopg.Cursor[Any], rows: Sequence[Any], tallies: Tallies | None = None
+) -> None:
+    """Add ``rows`` (just inserted, in this transaction) to the rollups: one upsert per key.
+
+    ``tallies``: ``roll_up(rows)``, when the caller added them up already.
+    """
     if not rows:
         return
-    rollups, reasons = roll_up(rows)
+    rollups, reasons = roll_up(rows) if tallies is None else tallies
     keys = list(rollups)
     figures = list(rollups.values())
     columns = [

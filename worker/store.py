@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from worker.rollups import WRITER_SETTING, add_rollups
+from worker.rollups import WRITER_SETTING, Tallies, add_rollups
 
 
 class Row(NamedTuple):
@@ -103,8 +103,13 @@ def write_batch(
     rejects: Sequence[Reject] = (),
     *,
     stream: str,
+    tallies: Tallies | None = None,
 ) -> int:
     """Store rows and rejects in one transaction; returns how many rows were new.
+
+    ``tallies``: ``worker.rollups.roll_up(rows)``, added up beforehand (the worker does it
+    on its reading loop, off the writer's path). Used when every row is new; when some
+    were stored already, the rollups are added up again from the rows really inserted.
 
     ``conn`` is in autocommit mode and outside a transaction (the writer's is): the batch
     is its own transaction, in four round trips instead of nine. Its opening (``BEGIN``,
@@ -130,7 +135,7 @@ def write_batch(
                     cur.execute(_SAVEPOINT)
             new = _insert(cur, rows) if rows else []
             with conn.pipeline():
-                add_rollups(cur, new)
+                add_rollups(cur, new, tallies if new is rows else None)
                 if rejects:
                     cur.executemany(
                         _REJECT,

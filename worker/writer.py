@@ -167,7 +167,9 @@ class BatchWriter:
     def _write_once(self, batch: PreparedBatch) -> int:
         conn = self._db()
         try:
-            return write_batch(conn, batch.rows, batch.rejects, stream=self.settings.stream)
+            return write_batch(
+                conn, batch.rows, batch.rejects, stream=self.settings.stream, tallies=batch.tallies
+            )
         except ROW_ERRORS:
             # Some row Postgres refuses: find it, keep it as a reject, store the rest.
             return self._write_isolating(conn, batch)
