@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import orjson
 import psycopg
+import pytest
 import redis
 
 from tests.conftest import Servers
@@ -75,3 +77,38 @@ def test_quick_bench_measures_everything_and_cleans_up(servers: Servers, tmp_pat
         assert list(client.scan_iter(match=f"*{run_id}*", count=1000)) == []
     finally:
         client.close()
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_instruction_counts_measure_a_step(servers: Servers) -> None:
+    """bench.instructions counts a step under callgrind (small sizes: it proves it runs)."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.instructions",
+            "--steps",
+            "read",
+            "--events",
+            "200",
+            "--batches",
+            "1",
+            "--redis-url",
+            servers.redis_url,
+            "--postgres-url",
+            servers.admin_url,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    counts = {
+        cells[1].strip(): int(cells[2].strip().replace(",", ""))
+        for line in done.stdout.splitlines()
+        if (cells := line.split("│"))[1:2] and cells[1].strip() == "read"
+    }
+    # Reading one entry costs thousands of instructions (8k measured): far fewer means the
+    # difference of the two runs missed the batches, far more that their set-ups differed.
+    assert 1_000 < counts["read"] < 100_000
