@@ -340,6 +340,17 @@ def _cache_write_total(event: CallEvent, notes: dict[str, str]) -> None:
         event["cache_write_tokens"] = one_hour
 
 
+def _finish_fields(event: CallEvent, notes: dict[str, str], raw: bytes | None) -> None:
+    """What both paths do to a validated event: long text capped, 1-hour cache writes counted.
+
+    ``raw``: the entry's JSON text, if there was one; shorter than the cap, no text is over it.
+    """
+    if raw is None or len(raw) > MAX_TEXT:
+        _clean_text(event, notes)
+    if "cache_write_1h_tokens" in event:
+        _cache_write_total(event, notes)
+
+
 def _encode_unusual(value: Any, notes: dict[str, str], name: str) -> bytes:
     """JSON text of a payload orjson cannot write: lone surrogates, or integers past 64 bits."""
     repaired = repair_unicode(value)
@@ -418,10 +429,7 @@ def parse_payload(
     encode_error = payload.get("_encode_error")
     if isinstance(encode_error, str):
         notes["producer"] = f"fields the producer could not encode were left out: {encode_error}"
-    if raw is None or len(raw) > MAX_TEXT:
-        _clean_text(event, notes)
-    if "cache_write_1h_tokens" in event:
-        _cache_write_total(event, notes)
+    _finish_fields(event, notes, raw)
     texts = _clean_json(event, notes) if "request_data" in event or "response_data" in event else {}
     return ParsedEvent(event, notes, texts)
 
@@ -542,10 +550,7 @@ def parse_fast(raw: bytes) -> ParsedEvent | None:
         if text[:1] != b"{" or len(text) > MAX_JSON_BYTES:
             return None
         texts[name] = text.decode()
-    if len(raw) > MAX_TEXT:
-        _clean_text(event, notes)
-    if "cache_write_1h_tokens" in event:
-        _cache_write_total(event, notes)
+    _finish_fields(event, notes, raw)
     return ParsedEvent(event, notes, texts)
 
 
