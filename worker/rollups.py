@@ -286,6 +286,15 @@ def _numbers(values: Sequence[int | Decimal | None]) -> str:
     return "{" + ",".join("NULL" if v is None else str(v) for v in values) + "}"
 
 
+def _key_columns(keys: Sequence[GrainKey]) -> list[str]:
+    """The five key columns (grain, bucket start, task, model, provider or reason)."""
+    return [
+        _texts([k[0] for k in keys]),
+        _texts([k[1].isoformat() for k in keys]),
+        *(_texts([k[i] for k in keys]) for i in (2, 3, 4)),
+    ]
+
+
 def add_rollups(
     cur: psycopg.Cursor[Any], rows: Sequence[Any], tallies: Tallies | None = None
 ) -> None:
@@ -299,9 +308,7 @@ def add_rollups(
     keys = list(rollups)
     figures = list(rollups.values())
     columns = [
-        _texts([k[0] for k in keys]),
-        _texts([k[1].isoformat() for k in keys]),
-        *(_texts([k[i] for k in keys]) for i in (2, 3, 4)),
+        *_key_columns(keys),
         *(_numbers([r.n[i] for r in figures]) for i in range(_TALLIES)),
         _numbers([r.cost for r in figures]),
         _numbers([r.confidence_sum for r in figures]),
@@ -314,10 +321,5 @@ def add_rollups(
         why = list(reasons)
         cur.execute(
             _UPSERT_REASONS,
-            [
-                _texts([k[0] for k in why]),
-                _texts([k[1].isoformat() for k in why]),
-                *(_texts([k[i] for k in why]) for i in (2, 3, 4)),
-                _numbers(list(reasons.values())),
-            ],
+            [*_key_columns(why), _numbers(list(reasons.values()))],
         )
