@@ -260,6 +260,12 @@ def _decoded(texts: dict[str, str]) -> dict[str, Any]:
     return {name: json.loads(text) for name, text in texts.items()}
 
 
+def assert_same_result(one: ParsedEvent, other: ParsedEvent) -> None:
+    """The same event and notes, and the same values stored in the jsonb columns."""
+    assert (one.event, one.notes) == (other.event, other.notes)
+    assert _decoded(one.json) == _decoded(other.json)
+
+
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_EVENTS)
 def test_an_entry_from_the_wire_is_validated_as_its_decoded_object(
@@ -274,8 +280,7 @@ def test_an_entry_from_the_wire_is_validated_as_its_decoded_object(
         assert wire == careful
         return
     assert isinstance(wire, ParsedEvent)
-    assert (wire.event, wire.notes) == (careful.event, careful.notes)
-    assert _decoded(wire.json) == _decoded(careful.json)  # the stored jsonb values
+    assert_same_result(wire, careful)
 
 
 def _as_sent(payload: dict[str, Any], how: str) -> bytes:
@@ -297,8 +302,7 @@ def test_the_fast_path_gives_what_the_careful_path_gives(payload: dict[str, Any]
     if fast is None:
         return
     assert isinstance(careful, ParsedEvent), careful
-    assert (fast.event, fast.notes) == (careful.event, careful.notes)
-    assert _decoded(fast.json) == _decoded(careful.json)  # the stored jsonb values
+    assert_same_result(fast, careful)
 
 
 _NAMES = st.from_regex(r"[a-zé漢0-9][a-zé漢0-9._ -]{0,28}[a-z0-9]", fullmatch=True)
@@ -336,5 +340,4 @@ def test_what_producers_write_takes_the_fast_path(payload: dict[str, Any]) -> No
     assert fast is not None
     careful = parse_payload(payload)
     assert isinstance(careful, ParsedEvent)
-    assert (fast.event, fast.notes) == (careful.event, careful.notes)
-    assert _decoded(fast.json) == _decoded(careful.json)
+    assert_same_result(fast, careful)
