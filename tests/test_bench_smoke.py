@@ -20,23 +20,18 @@ from tests.conftest import Servers
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_quick_bench_measures_everything_and_cleans_up(servers: Servers, tmp_path: Path) -> None:
-    run_id = f"smoke{uuid.uuid4().hex[:8]}"
-    report = tmp_path / "bench.json"
+def run_bench(servers: Servers, module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m <module> <args>`` against the test servers, from the checkout."""
     done = subprocess.run(
         [
             sys.executable,
             "-m",
-            "bench",
-            "--quick",
+            module,
+            *args,
             "--redis-url",
             servers.redis_url,
             "--postgres-url",
             servers.admin_url,
-            "--run-id",
-            run_id,
-            "--json",
-            str(report),
         ],
         cwd=ROOT,
         capture_output=True,
@@ -44,6 +39,13 @@ def test_quick_bench_measures_everything_and_cleans_up(servers: Servers, tmp_pat
         timeout=600,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def test_quick_bench_measures_everything_and_cleans_up(servers: Servers, tmp_path: Path) -> None:
+    run_id = f"smoke{uuid.uuid4().hex[:8]}"
+    report = tmp_path / "bench.json"
+    done = run_bench(servers, "bench", "--quick", "--run-id", run_id, "--json", str(report))
     for title in ("Caller cost per call", "Stream → Postgres", "time by stage"):
         assert title in done.stdout
 
@@ -82,28 +84,9 @@ def test_quick_bench_measures_everything_and_cleans_up(servers: Servers, tmp_pat
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
 def test_instruction_counts_measure_a_step(servers: Servers) -> None:
     """bench.instructions counts a step under callgrind (small sizes: it proves it runs)."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.instructions",
-            "--steps",
-            "read",
-            "--events",
-            "200",
-            "--batches",
-            "1",
-            "--redis-url",
-            servers.redis_url,
-            "--postgres-url",
-            servers.admin_url,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    done = run_bench(
+        servers, "bench.instructions", "--steps", "read", "--events", "200", "--batches", "1"
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     counts = {
         cells[1].strip(): int(cells[2].strip().replace(",", ""))
         for line in done.stdout.splitlines()
@@ -112,3 +95,24 @@ def test_instruction_counts_measure_a_step(servers: Servers) -> None:
     # Reading one entry costs thousands of instructions (8k measured): far fewer means the
     # difference of the two runs missed the batches, far more that their set-ups differed.
     assert 1_000 < counts["read"] < 100_000
+
+
+def test_copy_formats_compares_text_and_binary(servers: Servers) -> None:
+    """bench.copy_formats stores the rows both ways and prints binary over text (small sizes)."""
+    run_id = f"formats{uuid.uuid4().hex[:8]}"
+    # It exits non-zero when either COPY stored fewer rows than it was given.
+    done = run_bench(
+        servers, "bench.copy_formats", "--rows", "300", "--repeat", "1", "--run-id", run_id
+    )
+    cells = next(
+        [c.strip() for c in line.split("│")[1:-1]]
+        for line in done.stdout.splitlines()
+        if line.split("│")[1:2] and line.split("│")[1].strip() == "1"
+    )
+    rate, rate_ratio = float(cells[1].replace(",", "")), float(cells[2])
+    assert rate > 0 and rate_ratio > 0
+    with psycopg.connect(servers.admin_url, autocommit=True) as conn:
+        left = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"%{run_id}%",)
+        ).fetchall()
+    assert left == []  # its databases are dropped
