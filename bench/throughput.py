@@ -33,12 +33,11 @@ from producer.constants import heartbeat_pattern
 from worker.prepare import prepare_batch
 from worker.pricing import PriceBook, load_overrides
 from worker.rollups import WRITER_SETTING
-from worker.store import COLUMNS, Row, write_batch
+from worker.store import Row, copy_rows, write_batch
 
 Result = dict[str, Any]
 GROUP = "ailedger-bench"
 
-_COPY = f"COPY ai_call_logs ({', '.join(COLUMNS)}) FROM STDIN"
 # Rows whose transaction began in [start, last transaction's start): the steady window.
 _SPAN = """
 WITH bounds AS (
@@ -107,11 +106,10 @@ BATCHED_WORKER_WRITE = "  worker's write_batch alone, {batch_size} rows a batch"
 
 
 def _copy(conn: psycopg.Connection[Any], rows: Sequence[Row]) -> None:
+    """The worker's own COPY (binary, worker/store.py), alone in its transaction."""
     with conn.transaction(), conn.cursor() as cur:
         cur.execute(f"SET LOCAL {WRITER_SETTING} = 'writer'")  # no rollups: the floor
-        with cur.copy(_COPY) as copy:
-            for row in rows:
-                copy.write_row(row)
+        copy_rows(cur, rows)
 
 
 def _timed_write(

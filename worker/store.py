@@ -8,6 +8,13 @@ a unique violation is the savepoint rolled back and the batch written the carefu
 way: COPY into a staging table, then ``INSERT … ON CONFLICT DO NOTHING RETURNING``,
 which names the rows really inserted. The rollups (worker/rollups.py) are added
 from exactly those rows, in the same transaction.
+
+The COPY is binary (``COPY_TYPES``): Postgres takes the numbers, times and ids as they
+are, instead of parsing their text, about an eighth less of its CPU per row
+(docs/performance.md). The values' checks move with it: Postgres still refuses bad text
+and JSON, but psycopg writes an ``int`` into 4 bytes without checking that it fits, so the
+rows' counts must be within ``int4``, as the worker's validation keeps them; a value of the
+wrong type is refused as that row's ``DataError``.
 """
 
 from __future__ import annotations
@@ -18,9 +25,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
+from uuid import UUID
 
 import psycopg
-from psycopg.pq import TransactionStatus
+from psycopg.adapt import Dumper
+from psycopg.postgres import types as pg_types
+from psycopg.pq import Format, TransactionStatus
 
 from worker.rollups import WRITER_SETTING, Tallies, add_rollups
 
@@ -56,6 +66,35 @@ class Row(NamedTuple):
 
 
 COLUMNS: tuple[str, ...] = Row._fields
+#: The column types, in ``COLUMNS`` order, that the binary COPY writes (tests check them
+#: against the table).
+COPY_TYPES: tuple[str, ...] = (
+    "uuid",
+    "timestamptz",
+    "uuid",
+    "text",
+    "text",
+    "text",
+    "text",
+    "int4",
+    "int4",
+    "int4",
+    "int4",
+    "int4",
+    "text",
+    "numeric",
+    "text",
+    "int4",
+    "numeric",
+    "jsonb",
+    "text",
+    "text",
+    "jsonb",
+    "jsonb",
+    "text",
+    "jsonb",
+    "text",
+)
 #: What makes a row a duplicate: the table's unique key.
 CONFLICT_TARGET = "(id, timestamp)"
 
@@ -65,8 +104,8 @@ _CREATE_STAGE = (
     f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (LIKE ai_call_logs INCLUDING DEFAULTS)"
     " ON COMMIT DELETE ROWS"
 )
-_COPY_STRAIGHT = f"COPY ai_call_logs ({_COLS}) FROM STDIN"
-_COPY_STAGE = f"COPY {_STAGE} ({_COLS}) FROM STDIN"
+_COPY_STRAIGHT = f"COPY ai_call_logs ({_COLS}) FROM STDIN (FORMAT BINARY)"
+_COPY_STAGE = f"COPY {_STAGE} ({_COLS}) FROM STDIN (FORMAT BINARY)"
 _INSERT = (
     f"INSERT INTO ai_call_logs ({_COLS}) SELECT {_COLS} FROM {_STAGE}"
     f" ON CONFLICT {CONFLICT_TARGET} DO NOTHING RETURNING id"
@@ -174,7 +213,61 @@ def _insert(cur: psycopg.Cursor[Any], rows: Sequence[Row]) -> Sequence[Row]:
     return [row for row in rows if str(row[0]) in new]
 
 
+class _UuidBinary(Dumper):
+    """A uuid held as its text (the worker's ids) or as a ``UUID``: its 16 bytes."""
+
+    format = Format.BINARY
+    oid = pg_types["uuid"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        if isinstance(obj, UUID):
+            packed: bytes = obj.bytes
+            return packed
+        data = bytes.fromhex(obj.replace("-", ""))
+        if len(data) != 16:  # Postgres would take a short value as a broken protocol
+            raise ValueError(f"{obj!r} is not a UUID")
+        return data
+
+
+class _JsonbTextBinary(Dumper):
+    """JSON held as its text (the worker's payloads): jsonb's binary form is version 1, then it."""
+
+    format = Format.BINARY
+    oid = pg_types["jsonb"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        text: str = obj
+        return b"\x01" + text.encode()
+
+
+class _UuidColumn:
+    """Only a key to register ``_UuidBinary`` under: COPY finds its dumpers by the oid."""
+
+
+class _JsonbColumn:
+    """Only a key to register ``_JsonbTextBinary`` under."""
+
+
+#: What a dumper raises for a value it cannot write: that row's fault, like Postgres's DataError.
+_DUMP_ERRORS = (TypeError, ValueError, AttributeError, OverflowError)
+
+
+def copy_rows(cur: psycopg.Cursor[Any], rows: Sequence[Row]) -> None:
+    """The worker's COPY of ``rows`` into ``ai_call_logs``, with nothing around it."""
+    _copy(cur, _COPY_STRAIGHT, rows)
+
+
 def _copy(cur: psycopg.Cursor[Any], statement: str, rows: Sequence[Row]) -> None:
+    adapters = cur.adapters  # the cursor's own: the connection's stay as they are
+    adapters.register_dumper(_UuidColumn, _UuidBinary)
+    adapters.register_dumper(_JsonbColumn, _JsonbTextBinary)
     with cur.copy(statement) as copy:
+        copy.set_types(COPY_TYPES)
         for row in rows:
-            copy.write_row(row)
+            try:
+                copy.write_row(row)
+            except _DUMP_ERRORS as exc:
+                raise psycopg.DataError(
+                    f"it cannot be written for COPY: {exc} (row {row[0]!r}; the worker writes"
+                    " the rows that worker.prepare.prepare_batch makes)"
+                ) from exc

@@ -43,6 +43,11 @@ MIGRATE_ADVICE = "run `ailedger migrate` against this database, then the batch i
 ROW_ERRORS = (psycopg.DataError, psycopg.IntegrityError)
 
 
+def _refuser(exc: psycopg.Error) -> str:
+    """Who refused a row: Postgres (its errors carry a SQLSTATE), or psycopg writing the COPY."""
+    return "Postgres" if exc.sqlstate else "psycopg"
+
+
 class StoreNotReady(Exception):
     """Postgres refused the batch for a reason no row is to blame for."""
 
@@ -192,7 +197,7 @@ class BatchWriter:
                     refused.append(
                         Reject(
                             stream_id=stream_id.decode(),
-                            reason=f"Postgres refused the row: {str(exc).splitlines()[0]}",
+                            reason=f"{_refuser(exc)} refused the row: {str(exc).splitlines()[0]}",
                             raw=raw,
                             event_id=str(rows[0].id),
                         )
