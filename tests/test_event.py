@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from producer.constants import EVENT_FIELD
 from worker.event import ParsedEvent, Rejection, parse_entry, parse_fast, parse_payload
+from worker.store import COLUMNS, COPY_TYPES
 
 
 def event(**overrides: Any) -> dict[str, Any]:
@@ -341,3 +342,14 @@ def test_what_producers_write_takes_the_fast_path(payload: dict[str, Any]) -> No
     careful = parse_payload(payload)
     assert isinstance(careful, ParsedEvent)
     assert_same_result(fast, careful)
+
+
+@pytest.mark.parametrize(
+    "column", [c for c, t in zip(COLUMNS, COPY_TYPES, strict=True) if t == "int4"]
+)
+def test_every_int4_column_is_bounded_by_validation_on_both_paths(column: str) -> None:
+    """The binary COPY writes ints into 4 bytes unchecked: validation must stop what won't fit."""
+    assert accepted(event(**{column: 2**31 - 1}))  # the largest that fits is a valid count
+    too_big = event(**{column: 2**31})
+    assert column in rejected(too_big)
+    assert parse_fast(orjson.dumps(too_big)) is None  # the fast path leaves it to the careful one

@@ -161,6 +161,7 @@ def test_the_binary_copy_stores_what_postgres_reads_from_text(db) -> None:
         ("id", "not-a-uuid", "non-hexadecimal"),
         ("id", "1234", "is not a UUID"),
         ("request_data", {"prompt": "a dict, not JSON text"}, "encode"),
+        ("timestamp", datetime(2025, 3, 31, 1, 2), "offset-naive"),  # text took it as local
     ],
 )
 def test_a_row_psycopg_cannot_write_is_that_rows_data_error(db, field, value, says) -> None:
