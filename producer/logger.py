@@ -295,7 +295,12 @@ class AICallLogger:
         False on timeout, while events are spooled (spooled is not sent), and when an
         event logged since the previous ``flush()`` was dropped.
         """
-        if self._thread is None or not self._thread.is_alive():
+        thread = self._thread
+        if thread is not None and thread.ident is None:
+            # Another thread is starting the sender: start() returns once it runs.
+            with self._start_lock:
+                pass
+        if thread is None or not thread.is_alive():
             spool = self._sender.spool
             return (
                 not self._buffer

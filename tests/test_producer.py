@@ -57,6 +57,30 @@ def test_threads_log_concurrently_without_loss(servers, stream, redis_client) ->
     logger.close()
 
 
+def test_flush_while_another_thread_starts_the_sender_waits_for_it(
+    servers, stream, redis_client, monkeypatch
+) -> None:
+    """A sender slow to start (a loaded machine) is still starting, not gone: flush() waits."""
+
+    class SlowToStart(threading.Thread):
+        def start(self) -> None:
+            time.sleep(0.3)
+            super().start()
+
+    logger = AICallLogger(servers.redis_url, stream=stream)
+    first = threading.Thread(target=logger.log, kwargs={"task": "t", "model": "m"})
+    monkeypatch.setattr(threading, "Thread", SlowToStart)  # every thread started from now on
+    first.start()  # its log() starts the sender, which takes 0.3 s to run
+    deadline = time.monotonic() + 5
+    while logger._thread is None and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert logger._thread is not None and not logger._thread.is_alive()
+    assert logger.flush(5)  # not False at once: the event is sent, then flush() says so
+    first.join()
+    assert redis_client.xlen(stream) == 1
+    logger.close()
+
+
 def test_the_sender_sends_full_batches_and_flush_does_not_wait_for_the_interval(
     servers, stream, redis_client
 ) -> None:
