@@ -56,20 +56,42 @@ export function onProcessIdle(listener: () => void): boolean {
   return true;
 }
 
-/** A random (version 4) UUID. */
-export function newEventId(): string {
-  const webCrypto = (globalThis as { crypto?: Crypto }).crypto;
-  if (webCrypto && typeof webCrypto.randomUUID === "function") return webCrypto.randomUUID();
+/** 16 random bytes: Web Crypto where there is one, else Math.random (not for secrets). */
+function randomBytes(): Uint8Array {
   const bytes = new Uint8Array(16);
+  const webCrypto = (globalThis as { crypto?: Crypto }).crypto;
   if (webCrypto && typeof webCrypto.getRandomValues === "function") {
     webCrypto.getRandomValues(bytes);
   } else {
     for (let i = 0; i < 16; i++) bytes[i] = Math.floor(Math.random() * 256);
   }
-  bytes[6] = (bytes[6]! & 0x0f) | 0x40;
-  bytes[8] = (bytes[8]! & 0x3f) | 0x80;
-  const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  return bytes;
+}
+
+const COUNTER_SPAN = 2 ** 48;
+let idPrefix = "";
+let idCounter = 0;
+
+/**
+ * An event id, laid out as the Python producer's (producer/ids.py): a prefix of 74 random
+ * bits drawn once per isolate or process, then a 48-bit counter that starts at a random
+ * value, as an RFC 9562 version-8 UUID. Ids need to be unique, not unguessable, and one
+ * logger's ids are consecutive, so the table's primary key receives them in order instead
+ * of at random pages. Drawn on first use: Workers give no random values at module scope.
+ */
+export function newEventId(): string {
+  if (!idPrefix) {
+    const b = randomBytes();
+    const hex = (from: number, to: number) =>
+      Array.from(b.subarray(from, to), (x) => x.toString(16).padStart(2, "0")).join("");
+    const c = ((b[6]! & 0x0f) << 8) | b[7]!; // 12 bits after the version digit
+    const d = 0x8000 | ((b[8]! & 0x3f) << 8) | b[9]!; // the RFC 4122 variant, then 14 bits
+    idPrefix = `${hex(0, 4)}-${hex(4, 6)}-8${c.toString(16).padStart(3, "0")}-${d.toString(16)}-`;
+    // Started in the lower half: 2^47 ids at least before the counter wraps.
+    idCounter = Math.floor(parseInt(hex(10, 16), 16) / 2);
+  }
+  const n = idCounter++ % COUNTER_SPAN;
+  return idPrefix + n.toString(16).padStart(12, "0");
 }
 
 /** The process' synchronous builtin-module loader (Node >= 20.16), if there is one. */

@@ -348,3 +348,21 @@ test("the endpoint may be given with or without /api/ingest, with a trailing sla
     await teardown(s);
   }
 });
+
+test("ids are version-8 UUIDs: one random prefix per process, then consecutive", async () => {
+  const s = await setup();
+  try {
+    const ids = Array.from({ length: 1_000 }, (_, i) => s.logger.log(call(i)));
+    const canonical = /^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+    ok(ids.every((id) => canonical.test(id)), `not canonical version-8 UUIDs: ${ids.slice(0, 3)}`);
+    equal(new Set(ids).size, ids.length);
+    equal(new Set(ids.map((id) => id.slice(0, 24))).size, 1);
+    const counters = ids.map((id) => parseInt(id.slice(24), 16));
+    ok(counters.every((n, i) => i === 0 || n === counters[i - 1]! + 1), "ids not consecutive");
+    ok(counters[0]! < 2 ** 47, "the counter starts in the lower half of its 48 bits");
+    equal(await s.logger.flush(5000), true);
+    deepEqual([...s.server.stored.keys()].sort(), [...ids].sort());
+  } finally {
+    await teardown(s);
+  }
+});
