@@ -116,7 +116,8 @@ def stream(servers: Servers) -> Iterator[str]:
     yield key
     client = redis.Redis.from_url(servers.redis_url)
     prefix = key.rsplit(":", 1)[0]
-    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    # Its own keys, and RQ's for queues named after it (rq:finished:<stream>:maintenance, …).
+    keys = list(client.scan_iter(match=f"*{prefix}:*", count=1000))
     if keys:
         client.delete(*keys)
     client.close()
