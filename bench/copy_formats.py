@@ -19,25 +19,23 @@ import psycopg
 
 from bench.env import BenchEnv, bench_env, server_args
 from bench.events import stream_payloads
-from bench.throughput import CEILING, Result, _timed_write, copy_ceiling, prepare_rows
-from worker.rollups import WRITER_SETTING
+from bench.throughput import CEILING, Result, _copy, _timed_write, copy_ceiling, prepare_rows
 from worker.store import COLUMNS, Row
 
 TEXT = "COPY of the finished rows, text"
 _TEXT_COPY = f"COPY ai_call_logs ({', '.join(COLUMNS)}) FROM STDIN"
 
 
+def _text_copy_rows(cur: psycopg.Cursor[Any], rows: Sequence[Row]) -> None:
+    """Every value written as text and parsed by Postgres: the worker's COPY before."""
+    with cur.copy(_TEXT_COPY) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
 def text_copy(env: BenchEnv, rows: Sequence[Row]) -> Result:
-    """The ceiling's COPY in text: every value written as text and parsed by Postgres."""
-
-    def write(conn: psycopg.Connection[Any]) -> None:
-        with conn.transaction(), conn.cursor() as cur:
-            cur.execute(f"SET LOCAL {WRITER_SETTING} = 'writer'")  # no rollups, as the ceiling
-            with cur.copy(_TEXT_COPY) as copy:
-                for row in rows:
-                    copy.write_row(row)
-
-    return _timed_write(env, rows, TEXT, write)
+    """The ceiling's COPY in text, in its transaction as the ceiling's is."""
+    return _timed_write(env, rows, TEXT, lambda conn: _copy(conn, rows, _text_copy_rows))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -105,11 +105,15 @@ BATCHED_COPY = "  COPY, a transaction per {batch_size} rows"
 BATCHED_WORKER_WRITE = "  worker's write_batch alone, {batch_size} rows a batch"
 
 
-def _copy(conn: psycopg.Connection[Any], rows: Sequence[Row]) -> None:
-    """The worker's own COPY (binary, worker/store.py), alone in its transaction."""
+def _copy(
+    conn: psycopg.Connection[Any],
+    rows: Sequence[Row],
+    copy: Callable[[psycopg.Cursor[Any], Sequence[Row]], None] = copy_rows,
+) -> None:
+    """``copy`` (the worker's own, binary: worker/store.py) alone in its transaction."""
     with conn.transaction(), conn.cursor() as cur:
         cur.execute(f"SET LOCAL {WRITER_SETTING} = 'writer'")  # no rollups: the floor
-        copy_rows(cur, rows)
+        copy(cur, rows)
 
 
 def _timed_write(

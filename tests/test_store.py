@@ -141,11 +141,11 @@ def test_the_binary_copy_stores_what_postgres_reads_from_text(db) -> None:
     rows = _awkward_rows()
     assert write_batch(db, rows, stream="s") == len(rows)
     # The same rows as text, parsed by Postgres itself: what the table held before.
+    columns = ", ".join(COLUMNS)
     db.execute("CREATE TEMP TABLE from_text (LIKE ai_call_logs)")
-    with db.cursor() as cur, cur.copy(f"COPY from_text ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+    with db.cursor() as cur, cur.copy(f"COPY from_text ({columns}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
-    columns = ", ".join(COLUMNS)
     binary = db.execute(f"SELECT {columns} FROM ai_call_logs ORDER BY id").fetchall()
     text = db.execute(f"SELECT {columns} FROM from_text ORDER BY id").fetchall()
     assert binary == text

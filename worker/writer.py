@@ -14,7 +14,8 @@ What Postgres says decides what happens to a batch:
   batch is held the same way and the worker says once what to run;
 - it refuses a row (``DataError``, ``IntegrityError``): the batch is split until
   that row stands alone, the row is dead-lettered with Postgres's reason and the
-  rest is stored.
+  rest is stored. A value psycopg cannot write for the binary COPY is raised as a
+  ``DataError`` too (worker/store.py), and goes the same way with psycopg's reason.
 """
 
 from __future__ import annotations
@@ -176,7 +177,8 @@ class BatchWriter:
                 conn, batch.rows, batch.rejects, stream=self.settings.stream, tallies=batch.tallies
             )
         except ROW_ERRORS:
-            # Some row Postgres refuses: find it, keep it as a reject, store the rest.
+            # Some row Postgres (or psycopg, writing it) refuses: find it, keep it as a reject,
+            # store the rest.
             return self._write_isolating(conn, batch)
         except psycopg.ProgrammingError as exc:
             raise StoreNotReady(str(exc).splitlines()[0]) from exc
