@@ -181,23 +181,32 @@ def _count(conn: psycopg.Connection[Any]) -> int:
 
 def worker_command(processes: int, batch_size: int) -> list[str]:
     """The command a user runs: ``ailedger worker --burst --processes N``."""
-    return [
-        sys.executable,
-        "-m",
-        "ailedger.cli",
-        "worker",
-        "--burst",
-        "--processes",
-        str(processes),
-        "--batch-size",
-        str(batch_size),
-    ]
+    return _command("ailedger.cli", "worker", "--burst", processes=processes, batch=batch_size)
+
+
+def plumbing_command(processes: int, batch_size: int) -> list[str]:
+    """The plumbing floor (bench/plumbing.py): a worker's path without the worker's own work."""
+    return _command("bench.plumbing", processes=processes, batch=batch_size)
+
+
+def _command(module: str, *words: str, processes: int, batch: int) -> list[str]:
+    flags = ["--processes", str(processes), "--batch-size", str(batch)]
+    return [sys.executable, "-m", module, *words, *flags]
 
 
 def worker_run(
-    env: BenchEnv, payloads: Sequence[bytes], *, processes: int, batch_size: int
+    env: BenchEnv,
+    payloads: Sequence[bytes],
+    *,
+    processes: int,
+    batch_size: int,
+    floor: bool = False,
 ) -> Result:
-    """Fill a fresh stream, run the worker command on it, and read back what it stored."""
+    """Fill a fresh stream, run the worker command on it, and read back what it stored.
+
+    ``floor``: run the plumbing floor (``plumbing_command``) instead of the workers.
+    """
+    command = (plumbing_command if floor else worker_command)(processes, batch_size)
     url = env.fresh_database()
     stream = env.key(f"workers-{processes}-{time.monotonic_ns()}")
     client = env.redis()
@@ -218,7 +227,7 @@ def worker_run(
         with sampler:
             began = time.perf_counter()
             proc = subprocess.Popen(
-                worker_command(processes, batch_size),
+                command,
                 env=child_env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -254,9 +263,16 @@ def worker_run(
         "cpu_redis": sampler.seconds("redis", first, last),
     }
     machine = sampler.seconds(MACHINE, first, last)
+    plural = "es" if processes > 1 else ""
     return _per_event(cpu, before_last, span, machine) | {
-        "name": f"{processes} worker process{'es' if processes > 1 else ''}",
-        "processes": processes,
+        "name": (
+            f"  plumbing only, {processes} process{plural}: read, decode, COPY, XACK"
+            if floor
+            else f"{processes} worker process{plural}"
+        ),
+        # The targets are the workers': the floor is what they could reach at most.
+        "processes": 0 if floor else processes,
+        "floor_processes": processes if floor else 0,
         "events": n,
         "stored": stored,
         "pending": pending,
@@ -303,6 +319,8 @@ def run_throughput(
     ]
     for n in processes:
         results.append(worker_run(env, payloads, processes=n, batch_size=batch_size))
+    for n in processes:
+        results.append(worker_run(env, payloads, processes=n, batch_size=batch_size, floor=True))
     ceiling = results[0]["rate"]
     for result in results:
         result["vs_ceiling"] = result["rate"] / ceiling

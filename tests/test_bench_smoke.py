@@ -59,6 +59,9 @@ def test_quick_bench_measures_everything_and_cleans_up(servers: Servers, tmp_pat
     assert caller["log(), sender sending"]["all_sent"] is True
     runs = figures["throughput"]
     assert [row["processes"] for row in runs if row["processes"]] == [1, 2]
+    # The plumbing floor ran as 1 and 2 processes, beside the workers, and stored every event.
+    assert [row["floor_processes"] for row in runs if row.get("floor_processes")] == [1, 2]
+    assert "Plumbing floor" in done.stdout
     assert all(row["stored"] == row["events"] == 5_000 for row in runs)
     assert figures["profile"]["stored"] == figures["profile"]["events"]
     assert figures["machine"]["nproc"] >= 1

@@ -1,0 +1,164 @@
+"""The plumbing floor: a worker's path with the worker's own work taken out.
+
+    python -m bench.plumbing --processes N --batch-size B
+    (AILEDGER_REDIS_URL, AILEDGER_DATABASE_URL, AILEDGER_STREAM, AILEDGER_GROUP, as a worker)
+
+Each process reads the stream through the consumer group, decodes each entry's JSON,
+makes a row of the fields as they were sent, COPYs the batch with the workers' own
+binary COPY (``worker.store.copy_rows``) in a transaction and acknowledges it: reading
+on one thread while a second writes the batch before, as ``ailedger worker`` does.
+Nothing is validated, priced or scored, no rollup is added up, no dead letter is
+possible: what is left is what every worker of this design pays per event (Redis,
+hiredis, the JSON decode, the COPY), whatever its own code costs.
+
+Its rate, next to the ceiling, is the most a worker could reach on this machine if
+validating, pricing, scoring and adding up the rollups were free. It stores rows a
+worker would not (no cost, no score): a measurement, never a way to store events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import psycopg
+import redis
+
+from producer.constants import EVENT_FIELD, heartbeat_pattern
+from worker.rollups import WRITER_SETTING
+from worker.store import Row, copy_rows
+
+
+class _Payloads(msgspec.Struct):
+    """The payloads as the JSON text that was sent (as the workers keep them)."""
+
+    request_data: msgspec.Raw = msgspec.Raw()  # empty when the event has none
+    response_data: msgspec.Raw = msgspec.Raw()
+
+
+_decode = msgspec.json.Decoder().decode
+_payloads = msgspec.json.Decoder(_Payloads).decode
+
+
+def _json(raw: msgspec.Raw) -> str | None:
+    text = bytes(raw)
+    return None if text in (b"", b"null") else text.decode()
+
+
+def _row(raw: bytes) -> Row:
+    event: dict[str, Any] = _decode(raw)
+    get = event.get
+    payloads = _payloads(raw) if "request_data" in event or "response_data" in event else None
+    breakdown = get("confidence_breakdown")
+    return Row(
+        event["id"],
+        datetime.fromisoformat(event["timestamp"]),
+        get("job_id"),
+        None,
+        event["task"],
+        event["model"],
+        get("provider"),
+        get("input_tokens"),
+        get("output_tokens"),
+        get("cache_read_tokens"),
+        get("cache_write_tokens"),
+        get("cache_write_1h_tokens"),
+        get("image_id"),
+        None,
+        "unpriced",
+        get("latency_ms"),
+        None,
+        None if breakdown is None else msgspec.json.encode(breakdown).decode(),
+        get("action"),
+        get("fallback_reason"),
+        _json(payloads.request_data) if payloads else None,
+        _json(payloads.response_data) if payloads else None,
+        get("error_message"),
+        None,
+        get("service"),
+    )
+
+
+def _write(
+    conn: psycopg.Connection[Any],
+    client: redis.Redis,
+    stream: str,
+    group: str,
+    ids: list[bytes],
+    rows: list[Row],
+) -> None:
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(f"SET LOCAL {WRITER_SETTING} = 'writer'")  # no rollups, as the ceiling
+        copy_rows(cur, rows)
+    client.xack(stream, group, *ids)
+
+
+def consume(redis_url: str, database_url: str, stream: str, group: str, batch_size: int) -> int:
+    """Drain ``stream`` through ``group`` until a read comes back empty; returns the rows."""
+    consumer = f"plumbing-{socket.gethostname()}-{os.getpid()}"
+    reader = redis.Redis.from_url(redis_url)
+    acker = redis.Redis.from_url(redis_url)
+    heartbeat = heartbeat_pattern(stream).replace("*", consumer)
+    reader.set(heartbeat, b"1", px=600_000)  # "consuming": the bench starts its window here
+    stored = 0
+    try:
+        with psycopg.connect(database_url, autocommit=True) as conn, ThreadPoolExecutor(1) as pool:
+            inflight: Future[None] | None = None
+            while True:
+                found = reader.xreadgroup(group, consumer, {stream: ">"}, count=batch_size)
+                entries = found[0][1] if found else []
+                if not entries:
+                    break
+                ids = [entry_id for entry_id, _ in entries]
+                rows = [_row(fields[EVENT_FIELD]) for _, fields in entries]
+                if inflight is not None:
+                    inflight.result()
+                inflight = pool.submit(_write, conn, acker, stream, group, ids, rows)
+                stored += len(rows)
+            if inflight is not None:
+                inflight.result()
+    finally:
+        reader.delete(heartbeat)
+        reader.close()
+        acker.close()
+    return stored
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.plumbing", description=__doc__)
+    parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=2_000)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    env = os.environ
+    if args.child:
+        consume(
+            env["AILEDGER_REDIS_URL"],
+            env["AILEDGER_DATABASE_URL"],
+            env["AILEDGER_STREAM"],
+            env["AILEDGER_GROUP"],
+            args.batch_size,
+        )
+        return 0
+    client = redis.Redis.from_url(env["AILEDGER_REDIS_URL"])
+    try:
+        client.xgroup_create(env["AILEDGER_STREAM"], env["AILEDGER_GROUP"], id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+    finally:
+        client.close()
+    command = [sys.executable, "-m", "bench.plumbing", "--child", "--batch-size"]
+    children = [subprocess.Popen([*command, str(args.batch_size)]) for _ in range(args.processes)]
+    return max(child.wait() for child in children)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
