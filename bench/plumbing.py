@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -106,7 +107,7 @@ def consume(redis_url: str, database_url: str, stream: str, group: str, batch_si
     reader = redis.Redis.from_url(redis_url)
     acker = redis.Redis.from_url(redis_url)
     heartbeat = heartbeat_pattern(stream).replace("*", consumer)
-    reader.set(heartbeat, b"1", px=600_000)  # "consuming": the bench starts its window here
+    reader.set(heartbeat, b"1", px=120_000)  # "consuming": the bench starts its window here
     stored = 0
     try:
         with psycopg.connect(database_url, autocommit=True) as conn, ThreadPoolExecutor(1) as pool:
@@ -137,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=2_000)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    # Stopped by the bench (SIGTERM: its run ended early): the children must not outlive the
+    # parent, and each removes its heartbeat key on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     env = os.environ
     if args.child:
         consume(
@@ -157,7 +161,13 @@ def main(argv: list[str] | None = None) -> int:
         client.close()
     command = [sys.executable, "-m", "bench.plumbing", "--child", "--batch-size"]
     children = [subprocess.Popen([*command, str(args.batch_size)]) for _ in range(args.processes)]
-    return max(child.wait() for child in children)
+    try:
+        return max(child.wait() for child in children)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+                child.wait(30)
 
 
 if __name__ == "__main__":
