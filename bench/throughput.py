@@ -5,7 +5,9 @@ over: the worker's own code prepares the rows once, outside the timing, and one
 ``COPY ai_call_logs FROM STDIN`` writes them into a freshly migrated database (the
 same table, the same indexes). The workers are the real thing: the stream is filled
 by pipelined XADD beforehand, then ``ailedger worker --burst --processes N`` runs
-as a user would run it, in its own process(es), until the stream is drained.
+as a user would run it, in its own process(es), until the stream is drained. Then the
+plumbing floor (bench/plumbing.py) drains the same events with the worker's own work
+taken out: the most a worker of this design could reach on the machine.
 
 Two rates per worker run: *steady* counts the rows committed from the moment every
 worker process is consuming (its first heartbeat) to the start of the last batch's
