@@ -116,10 +116,16 @@ def stream(servers: Servers) -> Iterator[str]:
     yield key
     client = redis.Redis.from_url(servers.redis_url)
     prefix = key.rsplit(":", 1)[0]
-    # Its own keys, and RQ's for queues named after it (rq:finished:<stream>:maintenance, …).
+    # Its own keys, and RQ's for queues and cron jobs named after it (rq:finished:<stream>:
+    # maintenance, rq:cron_job:<stream>:<job>:jobs, …), then its names in RQ's global sets.
     keys = list(client.scan_iter(match=f"*{prefix}:*", count=1000))
     if keys:
         client.delete(*keys)
+    mine = prefix.encode()
+    if queues := [q for q in client.sscan_iter("rq:queues") if mine in q]:
+        client.srem("rq:queues", *queues)
+    if crons := [name for name, _ in client.zscan_iter("rq:cron_jobs") if mine in name]:
+        client.zrem("rq:cron_jobs", *crons)
     client.close()
 
 

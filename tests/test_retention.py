@@ -152,3 +152,31 @@ def test_jobs_worker_schedules_evaluation_and_delivers(settings, db) -> None:  #
         ran = run_ailedger(settings, "jobs", "--burst", timeout=120, **THRESHOLDS_ONLY)
         assert ran.returncode == 0, ran.stderr[-3000:]
         assert [p.json["alert"]["threshold"] for p in hook.posts] == ["50"]
+
+
+def test_each_deployment_on_a_redis_keeps_its_own_cron_history(settings, redis_client) -> None:  # type: ignore[no-untyped-def]
+    """RQ records what each cron job enqueued under the job's name: one per deployment."""
+    from rq import Queue
+    from rq.cron import get_cron_job_ids
+    from rq.job import Job
+
+    from ailedger.ops.schedule import build_scheduler
+    from producer.constants import maintenance_queue
+
+    other = settings.model_copy(update={"stream": f"{settings.stream}-other"})
+    deployments = (settings, other)
+    try:
+        for deployment in deployments:
+            build_scheduler(redis_client, deployment).enqueue_jobs()
+        seen = set()
+        for deployment in deployments:
+            ids = get_cron_job_ids(f"{deployment.stream}:evaluate_job", redis_client)
+            assert len(ids) == 1, ids
+            job = Job.fetch(ids[0], connection=redis_client)
+            assert job.origin == maintenance_queue(deployment.stream)
+            assert job.kwargs["stream"] == deployment.stream
+            seen.add(job.id)
+        assert len(seen) == 2
+    finally:  # the jobs themselves, which no worker here will run
+        for deployment in deployments:
+            Queue(maintenance_queue(deployment.stream), connection=redis_client).empty()

@@ -102,6 +102,9 @@ def build_scheduler(connection: Any, settings: Settings) -> Any:
             func, queue, kwargs=flags, interval=every, job_timeout=timeout,
             # A job not started within its interval is stale: the next one replaces it.
             ttl=max(every, 60),
+            # Named after the deployment: RQ keeps each name's history (rq:cron_job:<name>:jobs),
+            # and by default names it after the function, shared by every deployment on a Redis.
+            name=f"{settings.stream}:{func.__name__}",
         )  # fmt: skip
     return scheduler
 
