@@ -37,15 +37,36 @@ from worker.rollups import WRITER_SETTING
 from worker.store import Row, copy_rows
 
 
-class _Payloads(msgspec.Struct):
-    """The payloads as the JSON text that was sent (as the workers keep them)."""
+class _Event(msgspec.Struct):
+    """An event of the bench's traffic, as its fields were sent: nothing checked.
 
-    request_data: msgspec.Raw = msgspec.Raw()  # empty when the event has none
+    One decode, the payloads kept as the JSON text that was sent, as the workers keep
+    them: the floor pays the least any decode of these events can.
+    """
+
+    id: str
+    timestamp: str
+    task: str
+    model: str
+    job_id: Any = None
+    provider: Any = None
+    input_tokens: Any = None
+    output_tokens: Any = None
+    cache_read_tokens: Any = None
+    cache_write_tokens: Any = None
+    cache_write_1h_tokens: Any = None
+    image_id: Any = None
+    latency_ms: Any = None
+    confidence_breakdown: msgspec.Raw = msgspec.Raw()  # empty when the event has none
+    action: Any = None
+    fallback_reason: Any = None
+    request_data: msgspec.Raw = msgspec.Raw()
     response_data: msgspec.Raw = msgspec.Raw()
+    error_message: Any = None
+    service: Any = None
 
 
-_decode = msgspec.json.Decoder().decode
-_payloads = msgspec.json.Decoder(_Payloads).decode
+_decode = msgspec.json.Decoder(_Event).decode
 
 
 def _json(raw: msgspec.Raw) -> str | None:
@@ -54,36 +75,34 @@ def _json(raw: msgspec.Raw) -> str | None:
 
 
 def _row(raw: bytes) -> Row:
-    event: dict[str, Any] = _decode(raw)
-    get = event.get
-    payloads = _payloads(raw) if "request_data" in event or "response_data" in event else None
-    breakdown = get("confidence_breakdown")
+    """The row of one entry, no cost, no score: only what every worker must do to store it."""
+    e = _decode(raw)
     return Row(
-        event["id"],
-        datetime.fromisoformat(event["timestamp"]),
-        get("job_id"),
+        e.id,
+        datetime.fromisoformat(e.timestamp),
+        e.job_id,
         None,
-        event["task"],
-        event["model"],
-        get("provider"),
-        get("input_tokens"),
-        get("output_tokens"),
-        get("cache_read_tokens"),
-        get("cache_write_tokens"),
-        get("cache_write_1h_tokens"),
-        get("image_id"),
+        e.task,
+        e.model,
+        e.provider,
+        e.input_tokens,
+        e.output_tokens,
+        e.cache_read_tokens,
+        e.cache_write_tokens,
+        e.cache_write_1h_tokens,
+        e.image_id,
         None,
         "unpriced",
-        get("latency_ms"),
+        e.latency_ms,
         None,
-        None if breakdown is None else msgspec.json.encode(breakdown).decode(),
-        get("action"),
-        get("fallback_reason"),
-        _json(payloads.request_data) if payloads else None,
-        _json(payloads.response_data) if payloads else None,
-        get("error_message"),
+        _json(e.confidence_breakdown),
+        e.action,
+        e.fallback_reason,
+        _json(e.request_data),
+        _json(e.response_data),
+        e.error_message,
         None,
-        get("service"),
+        e.service,
     )
 
 
