@@ -19,7 +19,8 @@ import psycopg
 
 from bench.env import BenchEnv, bench_env, server_args
 from bench.events import stream_payloads
-from bench.throughput import CEILING, Result, _copy, _timed_write, copy_ceiling, prepare_rows
+from bench.plumbing import copy_alone
+from bench.throughput import CEILING, Result, _timed_write, copy_ceiling, prepare_rows
 from worker.store import COLUMNS, Row
 
 TEXT = "COPY of the finished rows, text"
@@ -35,7 +36,7 @@ def _text_copy_rows(cur: psycopg.Cursor[Any], rows: Sequence[Row]) -> None:
 
 def text_copy(env: BenchEnv, rows: Sequence[Row]) -> Result:
     """The ceiling's COPY in text, in its transaction as the ceiling's is."""
-    return _timed_write(env, rows, TEXT, lambda conn: _copy(conn, rows, _text_copy_rows))
+    return _timed_write(env, rows, TEXT, lambda conn: copy_alone(conn, rows, _text_copy_rows))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -32,8 +33,9 @@ import msgspec
 import psycopg
 import redis
 
-from producer.constants import EVENT_FIELD, heartbeat_pattern
+from producer.constants import EVENT_FIELD, heartbeat_key
 from worker.rollups import WRITER_SETTING
+from worker.source import ensure_group
 from worker.store import Row, copy_rows
 
 
@@ -114,10 +116,23 @@ def _write(
     ids: list[bytes],
     rows: list[Row],
 ) -> None:
-    with conn.transaction(), conn.cursor() as cur:
-        cur.execute(f"SET LOCAL {WRITER_SETTING} = 'writer'")  # no rollups, as the ceiling
-        copy_rows(cur, rows)
+    copy_alone(conn, rows)
     client.xack(stream, group, *ids)
+
+
+def copy_alone(
+    conn: psycopg.Connection[Any],
+    rows: Sequence[Row],
+    copy: Callable[[psycopg.Cursor[Any], Sequence[Row]], None] = copy_rows,
+) -> None:
+    """``copy`` (the worker's own, binary: worker/store.py) alone in its transaction.
+
+    No rollups: the table's trigger stands aside, as for the worker, and none are added.
+    The ceiling's COPY (bench/throughput.py) is this too, in one transaction.
+    """
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(f"SET LOCAL {WRITER_SETTING} = 'writer'")
+        copy(cur, rows)
 
 
 def consume(redis_url: str, database_url: str, stream: str, group: str, batch_size: int) -> int:
@@ -125,7 +140,7 @@ def consume(redis_url: str, database_url: str, stream: str, group: str, batch_si
     consumer = f"plumbing-{socket.gethostname()}-{os.getpid()}"
     reader = redis.Redis.from_url(redis_url)
     acker = redis.Redis.from_url(redis_url)
-    heartbeat = heartbeat_pattern(stream).replace("*", consumer)
+    heartbeat = heartbeat_key(stream, consumer)
     reader.set(heartbeat, b"1", px=120_000)  # "consuming": the bench starts its window here
     stored = 0
     try:
@@ -172,10 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     client = redis.Redis.from_url(env["AILEDGER_REDIS_URL"])
     try:
-        client.xgroup_create(env["AILEDGER_STREAM"], env["AILEDGER_GROUP"], id="0", mkstream=True)
-    except redis.ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
+        ensure_group(client, env["AILEDGER_STREAM"], env["AILEDGER_GROUP"])
     finally:
         client.close()
     command = [sys.executable, "-m", "bench.plumbing", "--child", "--batch-size"]

@@ -31,11 +31,11 @@ from ailedger.settings import Settings
 from bench.cpu import MACHINE, CpuSampler
 from bench.env import BenchEnv, database_name
 from bench.events import as_entries, fill_stream
+from bench.plumbing import copy_alone
 from producer.constants import heartbeat_pattern
 from worker.prepare import prepare_batch
 from worker.pricing import PriceBook, load_overrides
-from worker.rollups import WRITER_SETTING
-from worker.store import Row, copy_rows, write_batch
+from worker.store import Row, write_batch
 
 Result = dict[str, Any]
 GROUP = "ailedger-bench"
@@ -76,7 +76,7 @@ def copy_ceiling(env: BenchEnv, rows: Sequence[Row]) -> Result:
 
     def write(conn: psycopg.Connection[Any]) -> None:
         conn.execute("ALTER TABLE ai_call_logs DISABLE TRIGGER ailedger_rollup_insert")
-        _copy(conn, rows)
+        copy_alone(conn, rows)
 
     return _timed_write(env, rows, CEILING, write)
 
@@ -94,7 +94,7 @@ def batched_writes(env: BenchEnv, rows: Sequence[Row], *, batch_size: int, how: 
     def write(conn: psycopg.Connection[Any]) -> None:
         for batch in batches:
             if how == "copy":
-                _copy(conn, batch)
+                copy_alone(conn, batch)
             else:
                 write_batch(conn, batch, stream="bench")
 
@@ -105,17 +105,6 @@ def batched_writes(env: BenchEnv, rows: Sequence[Row], *, batch_size: int, how: 
 CEILING = "COPY of the finished rows (ceiling)"
 BATCHED_COPY = "  COPY, a transaction per {batch_size} rows"
 BATCHED_WORKER_WRITE = "  worker's write_batch alone, {batch_size} rows a batch"
-
-
-def _copy(
-    conn: psycopg.Connection[Any],
-    rows: Sequence[Row],
-    copy: Callable[[psycopg.Cursor[Any], Sequence[Row]], None] = copy_rows,
-) -> None:
-    """``copy`` (the worker's own, binary: worker/store.py) alone in its transaction."""
-    with conn.transaction(), conn.cursor() as cur:
-        cur.execute(f"SET LOCAL {WRITER_SETTING} = 'writer'")  # no rollups: the floor
-        copy(cur, rows)
 
 
 def _timed_write(

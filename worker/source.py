@@ -39,6 +39,15 @@ Entry = tuple[bytes, dict[bytes, bytes]]
 BURST_BLOCK_MS = 50
 
 
+def ensure_group(client: redis.Redis, stream: str, group: str) -> None:
+    """The consumer group, reading from the stream's start (made if need be); kept if it exists."""
+    try:
+        client.xgroup_create(stream, group, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
 @dataclass(slots=True)
 class Delivery:
     """A batch of entries and how they came: redelivered ones carry their delivery counts."""
@@ -109,7 +118,7 @@ class StreamSource:
                 cluster=self.settings.redis_cluster,
                 strict=True,  # a cluster must not be mistaken for a single Redis
             )
-            self._ensure_group(self._client)
+            ensure_group(self._client, self.settings.stream, self.settings.group)
         return self._client
 
     def reset(self) -> None:
@@ -123,13 +132,6 @@ class StreamSource:
             with contextlib.suppress(redis.RedisError):
                 self._client.delete(heartbeat_key(self.settings.stream, self.consumer))
         self.reset()
-
-    def _ensure_group(self, client: redis.Redis) -> None:
-        try:
-            client.xgroup_create(self.settings.stream, self.settings.group, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
 
     def next_batch(self) -> Delivery:
         """The next batch (possibly empty), own backlog and idle claims first."""
